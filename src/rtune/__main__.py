@@ -1,0 +1,3 @@
+from rtune.cli import main
+
+main()

