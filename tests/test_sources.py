@@ -106,3 +106,15 @@ def test_records_round_trip_and_validation(tmp_path):
 def _write(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
+
+
+def test_hf_source_goes_through_datasets(tmp_path, monkeypatch):
+    """`hf:<id>` uses datasets.load_dataset; a local dataset folder exercises the same call offline."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    folder = tmp_path / "my_dataset"
+    folder.mkdir()
+    _write(folder / "train.jsonl", [{"instruction": "i", "input": "", "output": "o"}, {"instruction": "j", "input": "x", "output": "p"}])
+    built = build_records(f"hf:{folder}")
+    assert [(r.prompt, r.completion) for r in built.records] == [("i", "o"), ("j\n\nx", "p")]
+    with pytest.raises(RtuneError, match="could not load .* from the Hugging Face hub"):
+        build_records(f"hf:{tmp_path / 'absent'}")
