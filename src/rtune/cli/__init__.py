@@ -32,6 +32,7 @@ COMMANDS: list[tuple[str | None, str, str, str]] = [
     ("judge", "pairwise", "rtune.cli.judge_pairwise", "command"),
     ("judge", "aspects", "rtune.cli.judge_aspects", "command"),
     ("metrics", "winrate", "rtune.cli.metrics", "winrate"),
+    ("metrics", "difficulty", "rtune.cli.metrics", "difficulty"),
     ("eval", "core", "rtune.cli.eval_core", "command"),
     ("eval", "safety", "rtune.cli.eval_safety", "command"),
     ("eval", "likelihood", "rtune.cli.eval_likelihood", "command"),
