@@ -90,3 +90,15 @@ def in_request_order(pairs: Iterable[tuple[int, GenerationResult]], count: int) 
     if missing:
         raise RuntimeError(f"generator returned no result for requests {missing[:10]}")
     return results  # type: ignore[return-value]
+
+
+FALLBACK_CHUNK = 16  # requests per call for generators that cannot stream
+
+
+def stream_results(generator: Generator, requests: list[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
+    """`(index, result)` pairs as they finish, from any generator (chunked `generate` when it cannot stream)."""
+    if isinstance(generator, StreamingGenerator):
+        yield from generator.stream(requests)
+        return
+    for start in range(0, len(requests), FALLBACK_CHUNK):
+        yield from enumerate(generator.generate(requests[start:start + FALLBACK_CHUNK]), start=start)

@@ -1,0 +1,81 @@
+"""The interactive chat loop behind `rtune chat`, kept apart from the terminal so tests can feed it lines.
+
+History is a list of chat messages rendered by the backend (the model's own template; Tulu for
+our tuned models), so a multi-turn conversation reads exactly as the model was trained to see it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from rtune.generation.base import DecodingParams, GenerationRequest, TextStreamer
+from rtune.io import atomic_write_json
+
+HELP = "commands: /reset (forget the conversation), /system TEXT (set or, empty, clear the system prompt), /save FILE, /quit"
+
+
+@dataclass
+class ChatSession:
+    generator: object
+    params: DecodingParams
+    model: str = ""
+    system: str | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def messages(self) -> tuple[dict, ...]:
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return tuple(head + self.history)
+
+    def reply(self, text: str) -> Iterator[str]:
+        """Stream the answer to one user turn; the turn joins the history only once the answer is complete."""
+        request = GenerationRequest(messages=self.messages() + ({"role": "user", "content": text},), params=self.params)
+        if isinstance(self.generator, TextStreamer):
+            pieces = []
+            for piece in self.generator.stream_text(request):
+                pieces.append(piece)
+                yield piece
+            answer = "".join(pieces)
+        else:
+            answer = self.generator.generate([request])[0].text
+            yield answer
+        self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer.strip()}]
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, {"model": self.model, "messages": list(self.messages())})
+
+
+def run_chat(session: ChatSession, read_line: Callable[[], str | None], write: Callable[[str], None]) -> None:
+    """Read user lines until /quit or end of input; answer each with streamed text."""
+    write(f"{HELP}\n")
+    while True:
+        write("\n> ")
+        line = read_line()
+        if line is None:
+            write("\n")
+            return
+        line = line.strip()
+        if not line:
+            continue
+        command, _, argument = line.partition(" ")
+        if command in ("/quit", "/exit"):
+            return
+        if command == "/reset":
+            session.history.clear()
+            write("(conversation cleared)\n")
+        elif command == "/system":
+            session.system = argument.strip() or None
+            write(f"(system prompt {'set' if session.system else 'cleared'})\n")
+        elif command == "/save":
+            if not argument.strip():
+                write("(usage: /save FILE)\n")
+                continue
+            session.save(Path(argument.strip()).expanduser())
+            write(f"(saved {len(session.history) // 2} turns to {argument.strip()})\n")
+        elif command.startswith("/") and " " not in command and command[1:].isalpha():
+            write(f"(unknown command {command}; {HELP})\n")
+        else:
+            for piece in session.reply(line):
+                write(piece)
+            write("\n")

@@ -1,0 +1,357 @@
+"""The hf backend, the persistent cache and `from_spec`, on the tiny random model (fp32, no download)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rtune.errors import RtuneError
+from rtune.generation import (
+    CachedGenerator,
+    DecodingParams,
+    GenerationCache,
+    GenerationRequest,
+    GenerationResult,
+    ModelSpec,
+    from_spec,
+    in_request_order,
+    parse_spec,
+)
+from rtune.generation.hf import HFGenerator
+from rtune.generation.prompting import encode_request, truncate_at_stop
+
+PROMPTS = [
+    "Hello",
+    "Write a short poem about the sea.",
+    "Explain why the sky is blue: sunlight scatters off air molecules, and",
+    "def add(a, b):",
+    "Paris is the capital of",
+    "Question: What is 2 + 3?\nAnswer:",
+    "The quick brown fox jumps over the lazy dog and then runs far away",
+]
+
+
+def _requests(params: DecodingParams) -> list[GenerationRequest]:
+    raw = [GenerationRequest(prompt=p, params=params) for p in PROMPTS]
+    chat = [GenerationRequest(messages=({"role": "user", "content": p},), params=params) for p in PROMPTS]
+    return raw + chat
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir) -> HFGenerator:
+    return HFGenerator(str(tiny_model_dir), batch_size=4, bf16=False)
+
+
+# -- specs -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, expected", [
+    ("gemma-3-270m", ModelSpec("hf", "gemma-3-270m")),
+    ("hf:runs/rt/model", ModelSpec("hf", "runs/rt/model")),
+    ("vllm:meta-llama/Llama-3.1-8B", ModelSpec("vllm", "meta-llama/Llama-3.1-8B")),
+    ("openai:gpt-4o", ModelSpec("openai", "gpt-4o")),
+    ("openai:gpt-4o@http://127.0.0.1:8000/v1", ModelSpec("openai", "gpt-4o", "http://127.0.0.1:8000/v1")),
+    ("openai:llama3:8b@http://localhost:11434/v1", ModelSpec("openai", "llama3:8b", "http://localhost:11434/v1")),
+])
+def test_specs_name_backend_model_and_server(spec, expected):
+    assert parse_spec(spec) == expected
+
+
+def test_bad_specs_and_options_are_user_errors():
+    with pytest.raises(RtuneError, match="names backend 'vllm'"):
+        parse_spec("vllm:x", backend="hf")
+    with pytest.raises(RtuneError, match="needs the openai backend"):
+        parse_spec("hf:model@http://127.0.0.1:1/v1")
+    with pytest.raises(RtuneError, match="names no model"):
+        parse_spec("openai:")
+    with pytest.raises(RtuneError, match="unknown generator option"):
+        from_spec("openai:m@http://127.0.0.1:1/v1", batch_sise=3)
+    assert parse_spec("my-model", backend="openai") == ModelSpec("openai", "my-model")
+
+
+def test_vllm_backend_explains_when_missing(tiny_model_dir):
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vLLM is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RtuneError, match="pip install vllm"):
+        from_spec(f"vllm:{tiny_model_dir}")
+
+
+def test_a_request_is_either_a_prompt_or_messages():
+    with pytest.raises(ValueError):
+        GenerationRequest()
+    with pytest.raises(ValueError):
+        GenerationRequest(prompt="a", messages=({"role": "user", "content": "b"},))
+
+
+# -- prompts ---------------------------------------------------------------------------------------
+
+def test_bos_appears_once_whether_or_not_the_template_writes_it(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    bos = tokenizer.bos_token_id
+    chat = GenerationRequest(messages=({"role": "user", "content": "Give me three tips."},))
+    ids = encode_request(tokenizer, chat)
+    assert ids[0] == bos and ids.count(bos) == 1
+    assert tokenizer.decode(ids[1:]) == "<|user|>\nGive me three tips.\n<|assistant|>\n"  # the Tulu inference prompt
+    tokenizer.chat_template = "{{ bos_token }}" + tokenizer.chat_template
+    assert encode_request(tokenizer, chat) == ids
+    raw = encode_request(tokenizer, GenerationRequest(prompt="Hello"))
+    assert raw[0] == bos and raw.count(bos) == 1
+
+
+def test_models_without_a_template_get_the_tulu_prompt(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from rtune.generation.prompting import render_text
+    from rtune.templates import inference_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = None
+    request = GenerationRequest(messages=({"role": "user", "content": "Why?"},))
+    assert render_text(tokenizer, request) == inference_prompt("Why?")
+
+
+def test_stop_strings_cut_at_the_earliest():
+    assert truncate_at_stop("abc # Answer: x # Query:", ("# Query:", "# Answer:")) == ("abc ", True)
+    assert truncate_at_stop("abc", ("zz",)) == ("abc", False)
+
+
+# -- hf backend ------------------------------------------------------------------------------------
+
+def test_batched_greedy_equals_sequential(tiny, tiny_model_dir):
+    requests = _requests(DecodingParams(max_new_tokens=20))
+    batched = tiny.generate(requests)
+    sequential = HFGenerator(str(tiny_model_dir), batch_size=1, bf16=False).generate(requests)
+    assert [r.text for r in batched] == [r.text for r in sequential]
+    assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in sequential]
+    assert all(r.finish_reason == "length" and r.completion_tokens == 20 for r in batched)
+    assert len({r.text for r in batched}) > 1  # results come back in request order, not batch order
+
+
+def test_stop_strings_end_the_row_and_are_cut(tiny):
+    free = tiny.generate([GenerationRequest(prompt="Hello", params=DecodingParams(max_new_tokens=20))])[0]
+    stop = free.text[3:7]
+    assert stop.strip() and free.text.find(stop) == 3
+    others = [GenerationRequest(prompt=p, params=DecodingParams(max_new_tokens=20, stop=(stop,))) for p in PROMPTS]
+    results = tiny.generate(others)
+    stopped = results[0]
+    assert stopped.text == free.text[:3] and stopped.finish_reason == "stop"
+    assert stopped.completion_tokens < 20
+    assert all(stop not in r.text for r in results)
+
+
+def test_any_configured_eos_token_ends_generation(tiny_model_dir, tmp_path):
+    import torch
+
+    from rtune.models import load_model
+
+    model, tokenizer = load_model(str(tiny_model_dir))
+    prompt = tokenizer("Hello", return_tensors="pt")
+    with torch.no_grad():
+        ids = model.generate(**prompt, max_new_tokens=5, do_sample=False)[0, prompt["input_ids"].shape[1]:].tolist()
+    # make the model's third token an end-of-sequence token, as models with several EOS ids do
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "two-eos")
+    config_path = copy / "generation_config.json"
+    config = json.loads(config_path.read_text())
+    config["eos_token_id"] = [tokenizer.eos_token_id, ids[2]]
+    config_path.write_text(json.dumps(config))
+    request = GenerationRequest(prompt="Hello", params=DecodingParams(max_new_tokens=12))
+    ended = HFGenerator(str(copy), bf16=False).generate([request])[0]
+    assert ids[2] not in ids[:2]
+    assert ended.finish_reason == "stop" and ended.completion_tokens == 3
+    assert ended.text == tokenizer.decode(ids[:2], skip_special_tokens=True)
+
+
+def test_top_logprobs_match_the_model_distribution(tiny, tiny_model_dir):
+    import torch
+
+    from rtune.models import load_model
+
+    request = GenerationRequest(prompt="Paris is the capital of", params=DecodingParams(max_new_tokens=4, top_logprobs=3))
+    result = tiny.generate([request, *_requests(DecodingParams(max_new_tokens=4, top_logprobs=3))[:3]])[0]
+    assert len(result.logprobs) == result.completion_tokens == 4
+    for item in result.logprobs:
+        assert len(item.top) <= 3 and item.logprob == pytest.approx(max(item.top.values()))  # greedy picks the top
+    model, tokenizer = load_model(str(tiny_model_dir))
+    ids = encode_request(tokenizer, request)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1]
+    expected = torch.log_softmax(logits, dim=-1).max().item()
+    assert result.logprobs[0].logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_sampling_is_seeded(tiny):
+    def run(seed):
+        params = DecodingParams(max_new_tokens=12, temperature=1.0, seed=seed)
+        return [r.text for r in tiny.generate([GenerationRequest(prompt=p, params=params) for p in PROMPTS[:3]])]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_stream_text_shows_the_greedy_answer(tiny):
+    request = GenerationRequest(messages=({"role": "user", "content": "Hi"},), params=DecodingParams(max_new_tokens=10))
+    assert "".join(tiny.stream_text(request)) == tiny.generate([request])[0].text
+
+
+# -- cache and resume ------------------------------------------------------------------------------
+
+class Counting:
+    """A streaming generator that counts the requests it is asked, and can die after `fail_after` results."""
+
+    def __init__(self, inner, fail_after: int | None = None):
+        self.inner, self.fail_after = inner, fail_after
+        self.fingerprint = inner.fingerprint
+        self.asked = 0
+
+    def stream(self, requests):
+        self.asked += len(requests)
+        for done, pair in enumerate(self.inner.stream(requests)):
+            if self.fail_after is not None and done == self.fail_after:
+                raise KeyboardInterrupt("killed")
+            yield pair
+
+    def generate(self, requests):
+        return in_request_order(self.stream(requests), len(requests))
+
+
+def test_cache_hit_makes_no_model_call(tiny, tmp_path):
+    requests = _requests(DecodingParams(max_new_tokens=8))
+    first = CachedGenerator(Counting(tiny), tmp_path / "cache.sqlite")
+    fresh = first.generate(requests)
+    assert first.inner.asked == len(requests) and not any(r.cached for r in fresh)
+    again = CachedGenerator(Counting(tiny), tmp_path / "cache.sqlite")
+    batches_before = tiny.calls
+    cached = again.generate(requests)
+    assert again.inner.asked == 0 and tiny.calls == batches_before
+    assert all(r.cached for r in cached)
+    assert [r.model_copy(update={"cached": False}) for r in cached] == fresh
+    # another decoding setting is another key
+    other = again.generate([requests[0].model_copy(update={"params": DecodingParams(max_new_tokens=9)})])
+    assert again.inner.asked == 1 and not other[0].cached
+
+
+def test_identical_requests_are_generated_once(tiny, tmp_path):
+    request = GenerationRequest(prompt="Hello", params=DecodingParams(max_new_tokens=5))
+    cached = CachedGenerator(Counting(tiny), tmp_path / "cache.sqlite")
+    results = cached.generate([request, request, request])
+    assert cached.inner.asked == 1 and results[0] == results[1] == results[2]
+
+
+def test_killed_generation_resumes_to_the_uninterrupted_result(tiny, tmp_path):
+    requests = _requests(DecodingParams(max_new_tokens=10))
+    uninterrupted = tiny.generate(requests)
+    path = tmp_path / "cache.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        CachedGenerator(Counting(tiny, fail_after=5), path).generate(requests)
+    assert len(GenerationCache(path)) == 5  # finished items were saved as they came
+    resumed = CachedGenerator(Counting(tiny), path)
+    results = resumed.generate(requests)
+    assert resumed.inner.asked == len(requests) - 5
+    assert [r.text for r in results] == [r.text for r in uninterrupted]
+    assert sum(r.cached for r in results) == 5
+
+
+def test_failed_calls_are_not_cached(tmp_path):
+    class Broken:
+        fingerprint = "broken"
+
+        def generate(self, requests):
+            raise RuntimeError("server down")
+
+    cached = CachedGenerator(Broken(), tmp_path / "cache.sqlite")
+    with pytest.raises(RuntimeError):
+        cached.generate([GenerationRequest(prompt="x")])
+    assert len(cached.cache) == 0
+
+
+def test_non_streaming_generators_are_cached_too(tmp_path):
+    class Echo:
+        fingerprint = "echo"
+
+        def __init__(self):
+            self.asked = 0
+
+        def generate(self, requests):
+            self.asked += len(requests)
+            return [GenerationResult(text=r.prompt.upper(), finish_reason="stop", prompt_tokens=1, completion_tokens=1)
+                    for r in requests]
+
+    echo = Echo()
+    cached = CachedGenerator(echo, tmp_path / "cache.sqlite")
+    requests = [GenerationRequest(prompt=f"p{i}") for i in range(40)]
+    assert [r.text for r in cached.generate(requests)] == [f"P{i}" for i in range(40)]
+    assert [r.text for r in cached.generate(requests)] == [f"P{i}" for i in range(40)] and echo.asked == 40
+
+
+def test_from_spec_wraps_the_cache(tiny_model_dir, tmp_path):
+    generator = from_spec(f"hf:{tiny_model_dir}", cache=tmp_path / "c.sqlite", batch_size=2, concurrency=3, bf16=False)
+    assert isinstance(generator, CachedGenerator) and generator.inner.batch_size == 2
+    assert generator.fingerprint == HFGenerator(str(tiny_model_dir), bf16=False).fingerprint
+
+
+def test_vllm_adapter_maps_requests_and_results(tiny_model_dir, monkeypatch):
+    """vLLM cannot run here (no GPU); a stand-in engine with vLLM's documented types checks our side of the API."""
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Logprob:
+        logprob: float
+        rank: int | None = None
+        decoded_token: str | None = None
+
+    @dataclass
+    class SamplingParams:
+        max_tokens: int = 16
+        temperature: float = 1.0
+        top_p: float = 1.0
+        stop: list | None = None
+        seed: int | None = None
+        logprobs: int | None = None
+
+    @dataclass
+    class Completion:
+        text: str
+        token_ids: list
+        finish_reason: str
+        logprobs: list | None = None
+
+    @dataclass
+    class Output:
+        prompt_token_ids: list
+        outputs: list = field(default_factory=list)
+
+    class LLM:
+        def __init__(self, model, **options):
+            self.model, self.options, self.seen = model, options, []
+
+        def generate(self, prompts, sampling, use_tqdm=True):
+            self.seen.append((prompts, sampling))
+            outputs = []
+            for prompt, params in zip(prompts, sampling):
+                ids = prompt["prompt_token_ids"]
+                logprobs = [{7: Logprob(-0.5, 1, "a"), 8: Logprob(-1.5, 2, "b")}, {9: Logprob(-3.0, 5, "c"), 7: Logprob(-0.2, 1, "a")}]
+                outputs.append(Output(ids, [Completion(f"len {len(ids)} # Query: more", [7, 9], "stop",
+                                                       logprobs if params.logprobs else None)]))
+            return outputs
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    generator = from_spec(f"vllm:{tiny_model_dir}", tensor_parallel_size=2, chunk_size=2, batch_size=5)
+    assert generator.llm.options["tensor_parallel_size"] == 2
+    params = DecodingParams(max_new_tokens=5, stop=("# Query:",), top_logprobs=1)
+    results = generator.generate(_requests(params)[:3] + [GenerationRequest(prompt="Hi", params=DecodingParams())])
+    assert len(generator.llm.seen) == 2  # chunks of two
+    first_prompts, first_sampling = generator.llm.seen[0]
+    assert first_prompts[0]["prompt_token_ids"] == encode_request(generator.tokenizer, _requests(params)[0])
+    assert first_sampling[0] == SamplingParams(max_tokens=5, temperature=0.0, top_p=1.0, stop=["# Query:"], seed=0, logprobs=1)
+    assert results[0].text.endswith(" ") and "# Query:" not in results[0].text and results[0].completion_tokens == 2
+    assert [(t.token, t.logprob, t.top) for t in results[0].logprobs] == [("a", -0.5, {"a": -0.5}), ("c", -3.0, {"a": -0.2})]
+    assert results[3].logprobs is None and generator.llm.seen[1][1][1].stop is None
