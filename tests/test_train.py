@@ -1,0 +1,216 @@
+"""`rtune train` on the tiny model: LoRA/QLoRA/full learn, resume is exact, exports load, DDP runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from rtune.config import TrainConfig, load_train_config
+from rtune.errors import RtuneError
+from rtune.io import read_jsonl
+from rtune.models import load_model
+from rtune.templates import inference_prompt
+from rtune.training import TrainResult, train
+from rtune.training.model import MemoryEstimate, check_memory, count_params, estimate_memory, load_for_training, resolve_precision
+
+PAIRS = [
+    ("Write a short poem about the sea.", "The sea is wide and deep and blue."),
+    ("Why is the sky blue?", "Sunlight scatters off air molecules, and blue light scatters most."),
+    ("Give me three tips.", "1. Sleep well.\n2. Drink water.\n3. Walk daily."),
+    ("What is 2 + 3?", "5"),
+    ("What is the capital of France?", "Paris is the capital of France."),
+    ("Write add in Python.", "def add(a, b):\n    return a + b\n"),
+    ("Tell me about foxes.", "The quick brown fox jumps over the lazy dog."),
+    ("Help me hack.", "Sorry, I can't help with that."),
+]
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "records.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "completion": c, "source": "test"}) + "\n"
+                            for i, (p, c) in enumerate(PAIRS)))
+    return path
+
+
+def _config(model_dir, data, **overrides) -> TrainConfig:
+    settings = dict(method="rt", model=str(model_dir), data=str(data), lora_r=8, lora_alpha=16, lora_dropout=0.1,
+                    learning_rate=1e-2, batch_size=2, max_length=64, epochs=1, save_steps=3, seed=0)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [row["loss"] for row in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("peft, lr", [("lora", 1e-2), ("qlora", 1e-2), ("none", 3e-3)])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_model_dir, data_file, tmp_path, peft, lr):
+    fixed_batch = tmp_path / "four.jsonl"
+    fixed_batch.write_text("".join(data_file.read_text().splitlines(keepends=True)[:4]))
+    out = tmp_path / peft
+    result = train(_config(tiny_model_dir, fixed_batch, peft=peft, learning_rate=lr, batch_size=4, max_steps=6, method="it"), out)
+    losses = _losses(out)
+    assert result.steps == 6 and len(losses) == 6
+    assert losses[-1] < 0.95 * losses[0], losses
+    assert (out / "merged" / "config.json").exists() and (out / "loss_curve.png").stat().st_size > 0
+    assert (out / "adapter" / "adapter_config.json").exists() == (peft != "none")
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_qlora_base_is_4bit_on_cpu(tiny_model_dir, data_file):
+    import bitsandbytes as bnb
+
+    config = _config(tiny_model_dir, data_file, peft="qlora")
+    model = load_for_training(str(tiny_model_dir), config, resolve_precision("auto", "cpu"))
+    quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantized and all(m.weight.quant_type == "nf4" for m in quantized)
+    assert all(p.requires_grad == ("lora_" in n) for n, p in model.named_parameters())
+
+
+def test_supervised_head_gives_the_same_loss_as_full_logits_through_peft(tiny_model_dir, data_file, tmp_path):
+    rows = []
+    for use_head in (True, False):
+        out = tmp_path / f"head-{use_head}"
+        train(_config(tiny_model_dir, data_file, supervised_head=use_head, max_steps=2, lora_dropout=0.0), out)
+        rows.append(read_jsonl(out / "metrics.jsonl"))
+    for with_head, without in zip(*rows):
+        assert abs(with_head["loss"] - without["loss"]) < 1e-5
+        assert abs(with_head["grad_norm"] - without["grad_norm"]) < 1e-4 * without["grad_norm"]
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class CrashAfterStep(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise SimulatedCrash(f"crash after step {self.step}")
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_model_dir, data_file, tmp_path_factory) -> tuple[TrainConfig, Path]:
+    """Two epochs of 4 steps, checkpoints at 3, 4 (epoch end), 6 and 8, uninterrupted."""
+    config = _config(tiny_model_dir, data_file, epochs=2)
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train(config, out)
+    return config, out
+
+
+def test_resume_after_a_crash_is_bitwise_equal(straight_run, tmp_path):
+    config, straight = straight_run
+    out = tmp_path / "crashed"
+    with pytest.raises(SimulatedCrash):
+        train(config, out, callbacks=(CrashAfterStep(7),))
+    (out / "checkpoints" / "checkpoint-7").mkdir()  # a save cut short by the crash: no completion markers
+    resumed = train(config, out)
+    assert resumed.resumed_from_step == 6 and resumed.steps == 8  # mid-epoch: resume skips the batches already seen
+    for name in ("adapter/adapter_model.safetensors", "merged/model.safetensors"):
+        a, b = load_file(straight / name), load_file(out / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert [row["step"] for row in read_jsonl(out / "metrics.jsonl")] == list(range(1, 9))
+    assert _losses(out) == _losses(straight)
+
+
+def test_rerun_is_recognised_and_other_settings_are_refused(straight_run):
+    config, out = straight_run
+    assert train(config.with_overrides({"save_steps": 100}), out).already_complete  # saving cadence is not identity
+    with pytest.raises(RtuneError, match=r"other settings \(learning_rate: 0.01 → 0.02\)"):
+        train(config.with_overrides({"learning_rate": 2e-2}), out)
+
+
+def test_merged_model_reproduces_the_adapter_logits_and_prompt(straight_run):
+    config, out = straight_run
+    adapter_model, _ = load_model(str(out / "adapter"))
+    merged_model, tokenizer = load_model(str(out / "merged"))
+    messages = [{"role": "user", "content": "Why is the sky blue?"}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert prompt == inference_prompt("Why is the sky blue?")
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        merged_logits = merged_model(ids).logits
+        assert torch.allclose(adapter_model(ids).logits, merged_logits, atol=1e-5)
+        assert not torch.allclose(load_model(config.model)[0](ids).logits, merged_logits, atol=1e-3)  # training changed it
+
+
+def test_recipes_validate(tmp_path):
+    root = Path(__file__).resolve().parents[1] / "configs"
+    paper = load_train_config(root / "paper_qlora.yaml")
+    assert (paper.peft, paper.lora_r, paper.lora_alpha, paper.lora_dropout, paper.optimizer) == ("qlora", 64, 16, 0.1, "paged_adamw_32bit")
+    assert (paper.learning_rate, paper.lr_scheduler, paper.batch_size * paper.grad_accum, paper.max_grad_norm) == (1e-4, "constant", 64, 0.3)
+    assert load_train_config(root / "lora_cpu.yaml", {"epochs": 1}).epochs == 1
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("lora_rank: 8\n")
+    with pytest.raises(RtuneError, match="typo.yaml: lora_rank: Extra inputs are not permitted"):
+        load_train_config(typo)
+    for name in ("multi_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3"):
+        assert "distributed_type" in yaml.safe_load((root / "accelerate" / f"{name}.yaml").read_text())
+
+
+def test_memory_check_says_what_to_change(tiny_model_dir, data_file):
+    config = _config(tiny_model_dir, data_file, peft="lora", batch_size=8)
+    counts = count_params(str(tiny_model_dir), config)
+    model, _ = load_model(str(tiny_model_dir))
+    assert counts.total == sum(p.numel() for p in model.parameters())
+    estimate = estimate_memory(counts, config, resolve_precision("fp32", "cpu"))
+    check_memory(estimate, available=8 * 1024**3, what="available RAM", config=config)  # fits
+    with pytest.raises(RtuneError, match=r"does not fit.*--peft qlora.*--batch-size 4 --grad-accum 2.*--max-length"):
+        check_memory(MemoryEstimate(40 * 1024**3, 1024**3, 4 * 1024**3), 16 * 1024**3, "available RAM", config)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_with_two_cpu_processes(tiny_model_dir, data_file, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               "-m", "rtune", "train", "--method", "it", "--model", str(tiny_model_dir), "--data", str(data_file),
+               "--out", str(out), "--batch-size", "2", "--epochs", "2", "--max-length", "64", "--lr", "1e-2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 4  # 8 examples / (2 per process × 2 processes) × 2 epochs
+    assert "world_size: 2" in (out / "train_config.yaml").read_text()
+    assert (out / "checkpoints" / "checkpoint-4" / "rng_state_1.pth").exists()
+    losses = _losses(out)
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def test_cli_reports_missing_settings_and_applies_overrides(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rtune.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--model", "m", "--data", "d.jsonl", "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, RtuneError) and "missing --method" in str(result.exception)
+
+    seen = {}
+
+    def fake_train(config, out):
+        seen["config"] = config
+        return TrainResult(str(out), f"{out}/merged", None, 0, None, False, None)
+
+    monkeypatch.setattr("rtune.training.train", fake_train)
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "lora_cpu.yaml"
+    result = CliRunner().invoke(app, ["train", "--method", "rt", "--model", "m", "--data", "d.jsonl", "--out", "o",
+                                      "--config", str(recipe), "--lr", "1e-3", "--epochs", "1"])
+    assert result.exit_code == 0 and result.stdout.strip() == "o/merged"
+    config = seen["config"]
+    assert (config.learning_rate, config.epochs, config.lora_r, config.method) == (1e-3, 1, 16, "rt")
