@@ -1,0 +1,53 @@
+"""`rtune demo`: the experiment it writes, and the quick demo end to end on gemma-3-270m (slow)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+
+from rtune.demo import demo_experiment
+from rtune.experiment import cells
+
+
+def test_demo_without_data_uses_only_packaged_data():
+    experiment = demo_experiment(quick=True)
+    assert [cell.name for cell in cells(experiment)] == ["gemma/base", "gemma/demo/it/s0", "gemma/demo/rt/s0", "gemma/urial"]
+    assert experiment.datasets["demo"].source == "demo" and experiment.data_dir is None
+    assert experiment.evals.safety is None and experiment.evals.core is None
+    assert experiment.evals.likelihood.methods == ["base", "it", "rt"]
+
+
+def test_demo_with_a_data_dir_trains_on_lima_and_adds_safety_and_core(tmp_path):
+    experiment = demo_experiment(quick=False, data_dir=tmp_path)
+    assert experiment.datasets["lima"].max_examples == 64
+    assert experiment.evals.safety.sets == ["xstest"] and experiment.evals.safety.judge == "keyword"
+    assert experiment.evals.core.tasks == ["arc_easy"]
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
+    from rtune.cli import main
+
+    out = tmp_path / "demo"
+    monkeypatch.delenv("RTUNE_DATA_DIR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["rtune", "demo", "--quick", "--out", str(out)])
+    started = time.time()
+    main()
+    elapsed = time.time() - started
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+    report = (out / "report.md").read_text()
+    for cell in ("gemma/base", "gemma/demo/it/s0", "gemma/demo/rt/s0"):
+        assert f"| {cell} |" in report
+        result = json.loads((out / "stages" / cell / "likelihood" / "result.json").read_text())
+        assert result["n_items"] == 8 and 0 <= result["accuracy"] <= 1
+    outputs = json.loads((out / "stages" / "gemma/urial/generate-heldout/outputs.json").read_text())
+    assert len(outputs) == 2 and all(isinstance(row["output"], str) for row in outputs)
+    assert "Judge-free likelihood metric" in capsys.readouterr().err
+    print(f"quick demo took {elapsed:.0f}s")
+
+    monkeypatch.setattr(sys, "argv", ["rtune", "demo", "--quick", "--out", str(out)])
+    main()  # a second run finds everything cached
+    assert "0 to run" in capsys.readouterr().err

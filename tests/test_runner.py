@@ -1,0 +1,180 @@
+"""`rtune run`: a tiny experiment end to end, a failure midway and a resume, the dry run, cell selection, shipped YAMLs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rtune.errors import RtuneError
+from rtune.experiment import cells, load_experiment
+from rtune.runner import build_plan, run_experiment, select
+
+REPO = Path(__file__).resolve().parents[1]
+HELDOUT = REPO / "src" / "rtune" / "resources" / "demo" / "heldout.jsonl"
+
+
+def write_experiment(folder: Path, model_dir: Path, **likelihood) -> Path:
+    """Two methods (base, rt) on the tiny model, one cheap evaluation each."""
+    (folder / "heldout4.jsonl").write_text("".join(HELDOUT.read_text().splitlines(keepends=True)[:4]))
+    experiment = {
+        "name": "tiny",
+        "models": {"tiny": str(model_dir)},
+        "datasets": {"demo": {"source": "demo", "max_examples": 8}},
+        "methods": ["base", "rt"],
+        "training": {"overrides": {"max_steps": 2, "batch_size": 4, "max_length": 64, "lora_r": 4, "lora_alpha": 8,
+                                   "learning_rate": 1e-2, "save_steps": 1, "check_memory": False}},
+        "evals": {"likelihood": {"records": "heldout4.jsonl", "max_response_tokens": 12, **likelihood}},
+    }
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    return path
+
+
+def _report_tables(run_dir: Path) -> str:
+    return (run_dir / "report.md").read_text()
+
+
+def test_killed_run_resumes_to_the_same_numbers(tiny_model_dir, tmp_path, monkeypatch):
+    import rtune.stages
+
+    experiment = load_experiment(write_experiment(tmp_path, tiny_model_dir))
+    straight = tmp_path / "straight"
+    outcome = run_experiment(experiment, straight)
+    assert set(outcome.values()) == {"done"}
+    assert sorted(outcome) == ["data/demo", "tiny/base/likelihood", "tiny/demo/rt/s0/likelihood", "tiny/demo/rt/s0/train"]
+
+    calls = []
+    real = rtune.stages.run_likelihood
+
+    def dies_on_the_trained_model(ctx):
+        calls.append(ctx.stage.key)
+        if ctx.stage.cell.method == "rt":
+            (ctx.work / "half-done").write_text("")
+            raise KeyboardInterrupt  # what Ctrl-C (or a killed job) leaves behind
+        return real(ctx)
+
+    monkeypatch.setattr(rtune.stages, "run_likelihood", dies_on_the_trained_model)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(experiment, resumed)
+    stages = resumed / "stages"
+    assert (stages / "tiny/demo/rt/s0/train/stage.json").exists() and (stages / "tiny/base/likelihood/stage.json").exists()
+    assert not (stages / "tiny/demo/rt/s0/likelihood").exists()
+    assert list((stages / "tiny/demo/rt/s0").glob("likelihood.partial-*/half-done"))  # its work folder waits for the resume
+
+    monkeypatch.setattr(rtune.stages, "run_likelihood", real)
+    outcome = run_experiment(experiment, resumed)
+    assert outcome == {"data/demo": "cached", "tiny/demo/rt/s0/train": "cached", "tiny/base/likelihood": "cached",
+                       "tiny/demo/rt/s0/likelihood": "done"}
+    assert not list((stages / "tiny/demo/rt/s0").glob("likelihood.partial-*"))
+    assert _report_tables(resumed) == _report_tables(straight)
+    for key in ("tiny/base/likelihood", "tiny/demo/rt/s0/likelihood"):
+        ours, theirs = (json.loads((run / "stages" / key / "result.json").read_text()) for run in (resumed, straight))
+        assert ours["variants"] == theirs["variants"]
+    html = (resumed / "report.html").read_text()
+    assert "tiny/demo/rt/s0" in html and "Training loss" in html
+
+
+def test_dry_run_shows_cached_stages_and_what_an_edit_reruns(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from rtune.cli import main
+
+    path = write_experiment(tmp_path, tiny_model_dir)
+    run_dir = tmp_path / "run"
+    assert set(run_experiment(load_experiment(path), run_dir, dry_run=True).values()) == {"new"}
+    run_experiment(load_experiment(path), run_dir)
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["rtune", "run", str(path), "--out", str(run_dir), "--dry-run"])
+    main()
+    printed = capsys.readouterr().err
+    assert printed.count("│ cached │") == 4 and "tiny/demo/rt/s0/train" in printed
+
+    edited = write_experiment(tmp_path, tiny_model_dir, distractors=1)  # only the likelihood stages read this
+    status = run_experiment(load_experiment(edited), run_dir, dry_run=True)
+    assert status == {"data/demo": "cached", "tiny/demo/rt/s0/train": "cached", "tiny/base/likelihood": "changed",
+                      "tiny/demo/rt/s0/likelihood": "changed"}
+
+
+def test_only_selects_a_cell_and_its_shared_data(tiny_model_dir, tmp_path):
+    experiment = load_experiment(write_experiment(tmp_path, tiny_model_dir))
+    plan = build_plan(experiment, tmp_path / "run")
+    assert select(plan, ["tiny/demo/rt/*"]) == ["data/demo", "tiny/demo/rt/s0/train", "tiny/demo/rt/s0/likelihood"]
+    assert select(plan, ["tiny/base"]) == ["tiny/base/likelihood"]
+    with pytest.raises(RtuneError, match="no such cell"):
+        select(plan, ["tiny/lima/*"])
+
+
+def test_bad_experiment_files_name_the_problem(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmodels: {m: gemma-3-270m}\nmethods: [rt]\n")
+    with pytest.raises(RtuneError, match="bad.yaml: .*need at least one entry under `datasets`"):
+        load_experiment(path)
+    path.write_text("name: x\nmodels: {m: gemma-3-270m}\nmethods: [base]\nevals: {likelihod: {}}\n")
+    with pytest.raises(RtuneError, match="evals.likelihod: Extra inputs"):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiments_load(path):
+    from rtune.stages import recipe_path
+
+    experiment = load_experiment(path)
+    grid = cells(experiment)
+    assert grid and len({cell.name for cell in grid}) == len(grid)
+    assert recipe_path(experiment) is not None
+
+
+def _judge(request):
+    """Pairwise: prefers whichever response is shown first (p = 0.7); aspects: fours and threes."""
+    from openai_server import Reply
+
+    if "[[RESPONSE A" in request.text:
+        top = {"A": -0.3567, "B": -1.204}
+        return Reply("A", tokens=[("A", top["A"], top)])
+    return json.dumps({name: {"rationale": "ok", "score": 4 if name == "clarity" else 3}
+                       for name in ("helpfulness", "clarity", "factuality", "depth", "engagement")})
+
+
+def test_judged_evaluations_span_cells_and_reach_the_report(tiny_model_dir, tmp_path, monkeypatch):
+    from openai_server import OpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    path = write_experiment(tmp_path, tiny_model_dir)
+    experiment = yaml.safe_load(path.read_text())
+    with OpenAIServer(responder=_judge) as server:
+        judge = f"openai:judge@{server.base_url}"
+        experiment["generation"] = {"max_new_tokens": 4}
+        experiment["evals"] = {"pairwise": {"instructions": "heldout4.jsonl", "limit": 2, "judge": judge, "reference": "base"},
+                               "aspects": {"instructions": "heldout4.jsonl", "limit": 2, "judge": judge}}
+        path.write_text(yaml.safe_dump(experiment))
+        run_dir = tmp_path / "run"
+        outcome = run_experiment(load_experiment(path), run_dir, only=["tiny/demo/rt/s0"])
+        assert outcome["tiny/demo/rt/s0/pairwise"] == "waiting"  # the reference cell has not generated yet
+        assert outcome["tiny/demo/rt/s0/aspects"] == "done" and not (run_dir / "report.html").exists()
+        outcome = run_experiment(load_experiment(path), run_dir)
+    assert outcome["tiny/demo/rt/s0/pairwise"] == "done" and outcome["tiny/base/generate-heldout4"] == "done"
+    pairwise = json.loads((run_dir / "stages/tiny/demo/rt/s0/pairwise/result.json").read_text())
+    assert pairwise["n"] == 2 and pairwise["reference"] == "tiny/base"
+    report = (run_dir / "report.md").read_text()
+    assert "| tiny/demo/rt/s0 | tiny/base |" in report and "| tiny/base | 3.00 [3.00, 3.00] | 4.00 [4.00, 4.00]" in report
+
+
+def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shared_data):
+    experiment = {"name": "tiny-data", "data_dir": str(shared_data), "models": {"tiny": str(tiny_model_dir)}, "methods": ["base"],
+                  "generation": {"max_new_tokens": 4},
+                  "evals": {"core": {"tasks": ["arc_easy"], "limit": 4}, "safety": {"sets": ["xstest"], "limit": 6}}}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    run_dir = tmp_path / "run"
+    outcome = run_experiment(load_experiment(path), run_dir)
+    assert outcome == {"tiny/base/core": "done", "tiny/base/generate-safety": "done", "tiny/base/safety": "done"}
+    core = json.loads((run_dir / "stages/tiny/base/core/result.json").read_text())
+    assert core["n-samples"]["arc_easy"]["effective"] == 4
+    safety = json.loads((run_dir / "stages/tiny/base/safety/result.json").read_text())
+    assert safety["items"] == 6 and safety["sets"]["xstest"]["false_refusal"]["n"] > 0
+    report = (run_dir / "report.md").read_text()
+    assert "| tiny/base | 0 |" in report and "(acc_norm)" in report
