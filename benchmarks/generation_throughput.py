@@ -1,0 +1,122 @@
+"""Generation throughput: batched hf backend vs one-prompt-at-a-time `generate`, same model, same run.
+
+    python benchmarks/generation_throughput.py --data-dir ../shared/data            # the issue's setting
+    python benchmarks/generation_throughput.py --n 16 --models smollm2-135m-instruct  # a quicker look
+
+For each model: the first N AlpacaEval instructions as chat turns (the model's template, Tulu for
+models without one), greedy, M new tokens. Sequential = batch size 1, which is exactly one
+`model.generate` call per prompt (the paper's HF path). Reports tokens/s for both, their ratio,
+and whether every greedy output is identical. Optionally also times the openai backend against
+running OpenAI-compatible servers (`--openai SPEC ...`), or against llama.cpp's server on each
+registered model's GGUF file (`--xllamacpp`, needs `pip install xllamacpp`; a quantized model,
+so its texts differ and only its speed is comparable). No cache is used: every number is real generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+
+from rtune.generation import DecodingParams, GenerationRequest, from_spec
+from rtune.generation.hf import HFGenerator
+from rtune.generation.instructions import load_instructions
+
+
+@dataclass
+class Timing:
+    label: str
+    seconds: float
+    tokens: int
+    texts: list[str]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds
+
+
+def timed(label: str, generator, requests: list[GenerationRequest]) -> Timing:
+    start = time.perf_counter()
+    results = generator.generate(requests)
+    seconds = time.perf_counter() - start
+    return Timing(label, seconds, sum(r.completion_tokens for r in results), [r.text for r in results])
+
+
+def line(timing: Timing) -> str:
+    return f"  {timing.label:<28} {timing.seconds:8.1f} s  {timing.tokens:6d} tokens  {timing.tokens_per_second:7.1f} tok/s"
+
+
+def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int) -> None:
+    generator = HFGenerator(model, batch_size=batch_size)
+    generator.generate(requests[:1])  # load and warm up outside the clock
+    print(f"{model}  (precision: {'bf16 autocast' if generator.bf16 else 'fp32'}, {len(requests)} prompts)", flush=True)
+    batched = timed(f"hf batched (batch {batch_size})", generator, requests)
+    print(line(batched), flush=True)
+    generator.batch_size = 1
+    sequential = timed("hf one prompt at a time", generator, requests)
+    print(line(sequential), flush=True)
+    same = sum(a == b for a, b in zip(batched.texts, sequential.texts))
+    ratio = batched.tokens_per_second / sequential.tokens_per_second
+    print(f"  speed-up {ratio:.2f}x; greedy outputs identical: {same}/{len(requests)}", flush=True)
+
+
+def bench_openai(spec: str, requests: list[GenerationRequest], concurrency: int) -> None:
+    generator = from_spec(spec, concurrency=concurrency)
+    generator.generate(requests[:1])
+    print(f"{spec}  (concurrency {concurrency})", flush=True)
+    print(line(timed("openai backend", generator, requests)), flush=True)
+
+
+def start_xllamacpp(model: str, parallel: int, context_per_slot: int = 2048):
+    """llama.cpp's server (xllamacpp wheel) on the registered model's GGUF, listening on a free local port."""
+    import xllamacpp
+
+    from rtune.models import REGISTRY, cache_dir
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(REGISTRY[model].gguf(cache_dir() / "gguf"))
+    params.n_parallel = parallel
+    params.n_ctx = context_per_slot * parallel
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = torch.get_num_threads()
+    server = xllamacpp.Server(params)
+    return server, f"openai:{model}@{server.listening_address}/v1"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
+    parser.add_argument("--n", type=int, default=64, help="AlpacaEval instructions (the first N)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--data-dir", default=None, help="folder with alpaca_eval/alpaca_eval_805.jsonl (default $RTUNE_DATA_DIR)")
+    parser.add_argument("--openai", nargs="*", default=[], metavar="SPEC",
+                        help="also time these openai:MODEL@URL servers (e.g. a llama.cpp server on the same GGUF)")
+    parser.add_argument("--xllamacpp", action="store_true", help="also time llama.cpp's server on each model's GGUF")
+    parser.add_argument("--no-hf", action="store_true", help="skip the hf comparison (time only the servers)")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 keeps numbers stable on a machine shared with other jobs)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    params = DecodingParams(max_new_tokens=args.max_new_tokens)
+    instructions = load_instructions("alpaca_eval", args.data_dir, args.n)
+    requests = [GenerationRequest(messages=({"role": "user", "content": item.text},), params=params) for item in instructions]
+    print(f"greedy, {args.max_new_tokens} new tokens, {len(requests)} AlpacaEval instructions, "
+          f"{torch.get_num_threads()} torch threads\n", flush=True)
+    for model in args.models:
+        if not args.no_hf:
+            bench_hf(model, requests, args.batch_size)
+        if args.xllamacpp:
+            server, spec = start_xllamacpp(model, args.concurrency)
+            bench_openai(spec, requests, args.concurrency)
+            del server
+    for spec in args.openai:
+        bench_openai(spec, requests, args.concurrency)
+
+
+if __name__ == "__main__":
+    main()
