@@ -90,3 +90,9 @@ def test_models_prepare_prints_the_folder_last(monkeypatch, capsys, tiny_model_d
     assert code == 0 and out.strip().splitlines()[-1] == str(tiny_model_dir)
     code, _, err = run_cli(monkeypatch, capsys, "models", "prepare", str(tmp_path))
     assert code == 2 and "not a model folder" in err
+
+
+def test_error_messages_keep_square_brackets(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "[odd].jsonl"
+    code, _, err = run_cli(monkeypatch, capsys, "data", "build", str(path), "--out", str(tmp_path / "x.jsonl"))
+    assert code == 2 and "[odd].jsonl: no such file" in err

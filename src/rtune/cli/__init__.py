@@ -12,6 +12,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rtune.errors import RtuneError
 
@@ -76,7 +77,7 @@ def main() -> None:
         if isinstance(code, int):
             sys.exit(code)
     except RtuneError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         console.print("aborted")
