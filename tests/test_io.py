@@ -44,6 +44,8 @@ def test_truncated_tail_of_an_append_log_is_tolerated_only_when_asked(tmp_path):
     assert read_jsonl(path, tolerate_truncated_tail=True) == [{"i": 1}]
     with pytest.raises(RtuneError):
         read_jsonl(path)
+    append_jsonl(path, {"i": 3})  # resuming drops the cut-short line instead of gluing onto it
+    assert read_jsonl(path) == [{"i": 1}, {"i": 3}]
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -223,15 +223,8 @@ def generation_request(item: SafetyItem, prompt_format: PromptFormat, max_new_to
 
 
 def read_log(path: Path) -> list[dict]:
-    """Rows of a resumable per-item log; a line cut short by a crash is dropped from the file too,
-    so the next append starts on a fresh line."""
-    if not path.exists():
-        return []
-    rows = read_jsonl(path, tolerate_truncated_tail=True)
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        write_jsonl(path, rows)
-    return rows
+    """Rows of a resumable per-item log (a line cut short by a crash is ignored; the next append removes it)."""
+    return read_jsonl(path, tolerate_truncated_tail=True) if path.exists() else []
 
 
 def generate_outputs(items: list[SafetyItem], generator, log: Path, prompt_format: PromptFormat, max_new_tokens: int,
