@@ -20,7 +20,7 @@ def _mean_text(stat: dict | None) -> str:
 
 def command(
     outputs: Path = typer.Option(..., "--outputs", help="JSON/JSONL list of {instruction, output[, id][, generator][, category]}."),
-    judge: str = typer.Option(..., "--judge", help="Judge spec: openai:MODEL[@URL], vllm:MODEL, hf:MODEL."),
+    judge: str = typer.Option(..., "--judge", help="Judge spec: openai:MODEL or openai:MODEL@URL, vllm:MODEL, hf:MODEL."),
     out: Path = typer.Option(..., "--out", help="Run directory: scores.jsonl, summary.json, judge cache (rerun to resume)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N items."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, help="Tries per item when the answer cannot be read."),

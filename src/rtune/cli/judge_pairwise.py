@@ -22,7 +22,7 @@ def _percent(value: float | None, error: float | None = None) -> str:
 def command(
     outputs: Path = typer.Option(..., "--outputs", help="The model's outputs: JSON/JSONL list of {instruction, output, generator}."),
     reference: Path = typer.Option(..., "--reference", help="Reference outputs for the same instructions (output_1 in the annotations)."),
-    judge: str = typer.Option(..., "--judge", help="Judge spec: openai:MODEL[@URL], vllm:MODEL, hf:MODEL."),
+    judge: str = typer.Option(..., "--judge", help="Judge spec: openai:MODEL or openai:MODEL@URL, vllm:MODEL, hf:MODEL."),
     out: Path = typer.Option(..., "--out", help="Run directory: annotations.json, leaderboard.csv, run.json, judge cache (rerun to resume)."),
     mode: str = typer.Option("weighted", "--mode", help="weighted: one token, preference from log-probabilities; parsed: verdict read from text."),
     seed: int = typer.Option(0, "--seed", help="Draws which output each comparison shows first."),
