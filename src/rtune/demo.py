@@ -37,7 +37,7 @@ class DemoSize:
     safety_limit: int
 
 
-FULL = DemoSize(train_examples=None, max_steps=24, max_length=256, examples=6, max_new_tokens=96,
+FULL = DemoSize(train_examples=None, max_steps=20, max_length=256, examples=4, max_new_tokens=80,
                 likelihood_items=None, distractors=7, response_tokens=32, core_limit=40, safety_limit=16)
 QUICK = DemoSize(train_examples=16, max_steps=3, max_length=96, examples=2, max_new_tokens=24,
                  likelihood_items=8, distractors=3, response_tokens=16, core_limit=8, safety_limit=4)
