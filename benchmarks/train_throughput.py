@@ -92,7 +92,8 @@ class CountingCollator:
         return batch
 
 
-def run_trl(records, model_path: str, method: str, args, bf16: bool, work: Path) -> Throughput:
+def run_trl(records, model_path: str, method: str, args, bf16: bool | None, work: Path) -> Throughput:
+    import torch
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -106,6 +107,7 @@ def run_trl(records, model_path: str, method: str, args, bf16: bool, work: Path)
     config = SFTConfig(output_dir=str(work / f"trl-{method}"), per_device_train_batch_size=args.batch_size,
                        max_length=args.max_length, max_steps=args.steps + 1, learning_rate=2e-4, lr_scheduler_type="constant",
                        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
+                       use_cpu=not torch.cuda.is_available(),  # else TRL's default bf16 refuses to start on a CPU
                        **({} if bf16 is None else {"bf16": bf16}),
                        **({} if args.trl_gradient_checkpointing is None else {"gradient_checkpointing": args.trl_gradient_checkpointing}))
     lora = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
