@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rtune.config import SHIPPED_CONFIGS
 from rtune.errors import RtuneError
 from rtune.experiment import cells, load_experiment
 from rtune.runner import build_plan, run_experiment, select
@@ -118,11 +119,12 @@ def test_bad_experiment_files_name_the_problem(tmp_path):
         load_experiment(path)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((SHIPPED_CONFIGS / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_experiments_load(path):
     from rtune.stages import recipe_path
 
     experiment = load_experiment(path)
+    assert load_experiment(path.stem).name == experiment.name  # by name, as in `rtune run cpu_gemma270m`
     grid = cells(experiment)
     assert grid and len({cell.name for cell in grid}) == len(grid)
     assert recipe_path(experiment) is not None
@@ -178,3 +180,31 @@ def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shar
     assert safety["items"] == 6 and safety["sets"]["xstest"]["false_refusal"]["n"] > 0
     report = (run_dir / "report.md").read_text()
     assert "| tiny/base | 0 |" in report and "(acc_norm)" in report
+
+
+def test_editing_a_benchmark_file_reruns_only_the_stages_that_read_it(tiny_model_dir, tmp_path, shared_data):
+    data = tmp_path / "data"
+    for relative in ("arc/arc_easy.jsonl", "xstest/xstest_prompts.csv"):
+        (data / relative).parent.mkdir(parents=True)
+        (data / relative).write_bytes((shared_data / relative).read_bytes())
+    experiment = {"name": "tiny-edit", "data_dir": str(data), "models": {"tiny": str(tiny_model_dir)}, "methods": ["base"],
+                  "generation": {"max_new_tokens": 2},
+                  "evals": {"core": {"tasks": ["arc_easy"], "limit": 2}, "safety": {"sets": ["xstest"], "limit": 2}}}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    run_dir = tmp_path / "run"
+    run_experiment(load_experiment(path), run_dir)
+
+    def pending() -> set[str]:
+        plan = build_plan(load_experiment(path), run_dir)
+        return {key for key in plan.stages if plan.status(key) != "cached"}
+
+    assert pending() == set()
+    arc = data / "arc/arc_easy.jsonl"
+    lines = arc.read_text().splitlines(keepends=True)
+    arc.write_text("".join(lines[:-1]))  # drop the last question
+    assert pending() == {"tiny/base/core"}
+    arc.write_text("".join(lines))
+    xstest = data / "xstest/xstest_prompts.csv"
+    xstest.write_text(xstest.read_text().replace("kill a Python process", "stop a Python process", 1))
+    assert pending() == {"tiny/base/generate-safety", "tiny/base/safety"}

@@ -65,17 +65,38 @@ class TrainConfig(BaseModel):
         try:
             return TrainConfig.model_validate(values)
         except ValidationError as exc:
-            raise RtuneError(f"invalid training setting: {_describe(exc)}") from exc
+            raise RtuneError(f"invalid training setting: {describe_validation_error(exc)}") from exc
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
 
 
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors())
+def describe_validation_error(exc: ValidationError, whole: str = "config") -> str:
+    """Every problem pydantic found, as `field.path: message` (`whole` names an error of the whole object)."""
+    return "; ".join(f"{'.'.join(str(p) for p in error['loc']) or whole}: {error['msg']}" for error in exc.errors())
 
 
-def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def find_config(name: str | Path, folder: str = "") -> Path:
+    """A YAML file by path, else a config shipped with rtune by name (`paper_qlora`, `experiments/cpu_gemma270m`).
+
+    The shipped recipes live inside the package so they work from a wheel as well as a checkout.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = SHIPPED_CONFIGS / folder
+    for candidate in (shipped / path, shipped / f"{path}.yaml", SHIPPED_CONFIGS / path, SHIPPED_CONFIGS / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+    raise RtuneError(f"{path}: no such config file, and no shipped config of that name (shipped: {known})")
+
+
+def read_yaml_mapping(path: str | Path, expected: str = "a mapping of settings") -> dict[str, Any]:
+    """Parse a YAML file that must hold a mapping; malformed YAML is reported with its line."""
     path = Path(path)
     if not path.is_file():
         raise RtuneError(f"{path}: no such config file")
@@ -86,17 +107,18 @@ def _read_yaml_mapping(path: str | Path) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise RtuneError(f"{where}: malformed YAML ({getattr(exc, 'problem', exc)})") from exc
     if not isinstance(data, dict):
-        raise RtuneError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        raise RtuneError(f"{path}: expected {expected}, got {type(data).__name__}")
     return data
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The YAML recipe (or the defaults) with command-line overrides applied."""
+    """The YAML recipe (a path or a shipped name; else the defaults) with command-line overrides applied."""
     if path is None:
         config = TrainConfig()
     else:
+        path = find_config(path)
         try:
-            config = TrainConfig.model_validate(_read_yaml_mapping(path))
+            config = TrainConfig.model_validate(read_yaml_mapping(path))
         except ValidationError as exc:
-            raise RtuneError(f"{path}: {_describe(exc)}") from exc
+            raise RtuneError(f"{path}: {describe_validation_error(exc)}") from exc
     return config.with_overrides(overrides or {})

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rtune.config import describe_validation_error, find_config, read_yaml_mapping
 from rtune.errors import RtuneError
 
 TRAINED = ("it", "rt")
@@ -172,22 +172,11 @@ def cells(experiment: Experiment) -> list[Cell]:
     return found
 
 
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in error['loc']) or 'experiment'}: {error['msg']}" for error in exc.errors())
-
-
 def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path)
-    if not path.is_file():
-        raise RtuneError(f"{path}: no such experiment file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RtuneError(f"{path}{f':{mark.line + 1}' if mark else ''}: malformed YAML ({getattr(exc, 'problem', exc)})") from exc
-    if not isinstance(data, dict):
-        raise RtuneError(f"{path}: expected a mapping (name, models, methods, …)")
+    """An experiment YAML by path, or a shipped one by name (`cpu_gemma270m`, `paper_llama31_8b`)."""
+    path = find_config(path, "experiments")
+    data = read_yaml_mapping(path, "a mapping (name, models, methods, …)")
     try:
         return Experiment.model_validate({**data, "base_dir": str(path.parent)})
     except ValidationError as exc:
-        raise RtuneError(f"{path}: {_describe(exc)}") from exc
+        raise RtuneError(f"{path}: {describe_validation_error(exc, 'experiment')}") from exc

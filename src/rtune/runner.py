@@ -183,6 +183,9 @@ def build_plan(experiment: Experiment, run_dir: Path) -> Plan:
     sources = {cell.name: stages.model_source(plan, experiment, cell) for cell in grid}
     pairs = pairwise_pairs(experiment, grid)
     compared = {cell.name for pair in pairs for cell in pair}
+    # what the benchmark files hold, read once: editing a local copy reruns the stages that read it
+    core_content = stages.core_content(experiment, evals.core.tasks) if evals.core else None
+    safety_content = stages.safety_content(experiment) if evals.safety else None
 
     for cell in grid:
         source = sources[cell.name]
@@ -199,9 +202,9 @@ def build_plan(experiment: Experiment, run_dir: Path) -> Plan:
         if evals.likelihood and evals.likelihood.applies(cell):
             plan.add(stages.likelihood_stage(experiment, cell, source, deps))
         if evals.core and evals.core.applies(cell):
-            plan.add(stages.core_stage(experiment, cell, source, deps))
+            plan.add(stages.core_stage(experiment, cell, source, deps, core_content))
         if evals.safety and evals.safety.applies(cell):
-            plan.add(stages.safety_stage(experiment, cell, plan.add(stages.safety_generate_stage(experiment, cell, source, deps))))
+            plan.add(stages.safety_stage(experiment, cell, plan.add(stages.safety_generate_stage(experiment, cell, source, deps, safety_content))))
         if evals.aspects and evals.aspects.applies(cell):
             plan.add(stages.aspects_stage(experiment, cell, generate(evals.aspects.instructions)))
     for cell, reference in pairs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import rtune
+from rtune.config import find_config
 from rtune.errors import RtuneError
 from rtune.evals.likelihood import DEFAULT_RECORDS
 from rtune.experiment import Cell, Experiment
@@ -19,7 +19,6 @@ from rtune.runner import Context, Plan, Stage
 
 DEMO_TRAIN = DEFAULT_RECORDS.with_name("train.jsonl")
 PACKAGED_FILES = {"demo": DEMO_TRAIN, "heldout": DEFAULT_RECORDS}
-SHIPPED_CONFIG_DIRS = (Path(rtune.__file__).parent / "configs", Path(rtune.__file__).parents[2] / "configs")
 
 
 def data_dir(experiment: Experiment) -> Path | None:
@@ -59,10 +58,8 @@ def recipe_path(experiment: Experiment) -> Path | None:
     name = experiment.training.config
     if name is None:
         return None
-    for path in (experiment.path(name), *(folder / name for folder in SHIPPED_CONFIG_DIRS)):
-        if path.is_file():
-            return path
-    raise RtuneError(f"training recipe '{name}' not found beside {experiment.base_dir or '.'} or among the shipped configs")
+    beside = experiment.path(name)
+    return beside if beside.is_file() else find_config(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,9 +235,28 @@ def run_likelihood(ctx: Context) -> dict:
     return result.model_dump(mode="json")
 
 
-def core_stage(experiment: Experiment, cell: Cell, source: dict, deps: tuple) -> Stage:
-    return Stage(f"{cell.name}/core", "core", cell, {"model": source, "settings": experiment.evals.core.model_dump(exclude={"methods", "cells"})},
-                 run_core, deps)
+def core_content(experiment: Experiment, tasks: list[str]) -> dict:
+    """What a core stage reads: per task, a hash of its items (local copies), else the hub names."""
+    from dataclasses import asdict
+
+    from rtune.evals.core_tasks import MC_TASKS, load_gsm8k
+    from rtune.io import stable_hash
+
+    root = data_dir(experiment)
+    if root is None:
+        return {"hub": sorted(tasks)}
+    content = {}
+    for name in tasks:
+        task = MC_TASKS.get(name)
+        items = load_gsm8k(root) if task is None else task.load(root) + (task.load_fewshot(root) if task.load_fewshot else [])
+        content[name] = stable_hash([asdict(item) for item in items])
+    return content
+
+
+def core_stage(experiment: Experiment, cell: Cell, source: dict, deps: tuple, content: dict) -> Stage:
+    """`content` is `core_content(...)`, computed once per plan."""
+    return Stage(f"{cell.name}/core", "core", cell, {"model": source, "settings": experiment.evals.core.model_dump(exclude={"methods", "cells"}),
+                                                     "content": content}, run_core, deps)
 
 
 def run_core(ctx: Context) -> dict:
@@ -253,11 +269,21 @@ def run_core(ctx: Context) -> dict:
         return run_core_eval(settings, ctx.work / "core.json", bar)
 
 
-def safety_generate_stage(experiment: Experiment, cell: Cell, source: dict, deps: tuple) -> Stage:
+def safety_content(experiment: Experiment) -> str | dict:
+    """What the safety stages read: a hash of every prompt of the chosen sets (local copies), else the hub names."""
+    from rtune.evals.safety import load_items
+    from rtune.io import stable_hash
+
+    sets, root = tuple(experiment.evals.safety.sets), data_dir(experiment)
+    return stable_hash([item.model_dump() for item in load_items(sets, root, None, 0)]) if root else {"hub": list(sets)}
+
+
+def safety_generate_stage(experiment: Experiment, cell: Cell, source: dict, deps: tuple, content: str | dict) -> Stage:
+    """`content` is `safety_content(...)`, computed once per plan; the judge stage depends on this one, so it reaches its key."""
     spec = experiment.evals.safety
     return Stage(f"{cell.name}/generate-safety", "generate", cell,
                  {"model": source, "settings": {"method": cell.method, "sets": spec.sets, "limit": spec.limit,
-                                                **_decoding(experiment, spec.max_new_tokens)}},
+                                                **_decoding(experiment, spec.max_new_tokens)}, "content": content},
                  run_safety_generation, deps)
 
 
