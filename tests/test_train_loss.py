@@ -58,12 +58,13 @@ def test_supervised_head_loss_and_grads_equal_full_logits(tiny_model_dir, method
     _assert_same_grads(our_grads, full_grads)
 
 
-def test_chunking_and_softcapping_match(tiny_model_dir, monkeypatch):
-    """Tiny chunks (several per batch) and Gemma-2 style logit soft-capping give the same loss and gradients."""
+@pytest.mark.parametrize("softcap", [None, 3.0])
+def test_chunking_and_softcapping_match(tiny_model_dir, monkeypatch, softcap):
+    """Tiny chunks (several per batch), with or without Gemma-2 style logit soft-capping, give the same loss and gradients."""
     monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 7 * 400)  # 7 positions per chunk for a 400-token vocabulary
     model, tokenizer = load_model(str(tiny_model_dir))
     batch = _batch(tokenizer, "it")
-    (ours, our_grads), (full, full_grads) = _losses(model, batch, softcap=3.0)
+    (ours, our_grads), (full, full_grads) = _losses(model, batch, softcap=softcap)
     assert torch.allclose(ours, full, rtol=1e-6, atol=1e-5)
     _assert_same_grads(our_grads, full_grads)
 

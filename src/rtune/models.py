@@ -142,6 +142,17 @@ def prepare_model(spec: str) -> str:
                      "an existing folder, a .gguf file, or a hub id like org/name")
 
 
+def native_bf16(device_type: str) -> bool:
+    """True where bf16 matmuls run at least as fast as fp32 (emulated bf16 on older CPUs is several times slower)."""
+    import torch
+
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return False
+
+
 def ensure_pad_token(tokenizer) -> None:
     """Batching needs a pad token; reuse EOS rather than growing the vocabulary.
 

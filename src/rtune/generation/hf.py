@@ -14,13 +14,7 @@ from typing import Iterator
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult, TokenLogprob, in_request_order
 from rtune.generation.prompting import encode_request, truncate_at_stop
 from rtune.io import stable_hash
-
-
-def amx_available() -> bool:
-    """bf16 autocast only pays off on CPUs with AMX tiles; elsewhere fp32 is as fast and exact."""
-    import torch
-
-    return "AMX" in torch.backends.cpu.get_cpu_capability()
+from rtune.models import native_bf16
 
 
 class _StopStrings:
@@ -83,7 +77,7 @@ class HFGenerator:
         self.spec = model
         self.batch_size = max(1, batch_size)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.bf16 = (self.device != "cpu" or amx_available()) if bf16 is None else bf16
+        self.bf16 = native_bf16(self.device.split(":")[0]) if bf16 is None else bf16
         self.fingerprint = stable_hash({"backend": "hf", "model": model_fingerprint(model), "bf16": self.bf16})
         self.calls = 0  # batches run on the model; tests count them
         self._model = None

@@ -40,19 +40,32 @@ class _SupervisedCrossEntropy(torch.autograd.Function):
                 if softcap:
                     squashed = torch.tanh(logits / softcap)
                     logits = squashed * softcap
-                log_norm = torch.logsumexp(logits, dim=-1)
-                total += (log_norm - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                target_logits = logits.gather(1, t[:, None]).squeeze(1)
+                top = logits.amax(dim=-1, keepdim=True)
+                unnormalised = logits.sub_(top).exp_()  # exp(logit - max), in the logits buffer: one exp pass
+                row_sums = unnormalised.sum(dim=-1, keepdim=True)
+                total += (row_sums.log() + top - target_logits[:, None]).sum()
                 if not (need_hidden_grad or need_weight_grad):
                     continue
-                grad_logits = logits.sub_(log_norm[:, None]).exp_()  # softmax, reusing the logits buffer
-                grad_logits[torch.arange(len(t), device=t.device), t] -= 1
-                if softcap:
+                if softcap:  # the chain rule through tanh is elementwise: materialise the gradient
+                    grad_logits = unnormalised.div_(row_sums)
+                    grad_logits[torch.arange(len(t), device=t.device), t] -= 1
                     grad_logits *= 1 - squashed * squashed
-                grad_logits = grad_logits.to(compute_dtype)
+                    grad_logits = grad_logits.to(compute_dtype)
+                    if need_hidden_grad:
+                        grad_hidden[start:start + chunk] = grad_logits @ weight_c
+                    if need_weight_grad:
+                        grad_weight += (grad_logits.T @ h).float()
+                    continue
+                # softmax - onehot, without touching the (rows x vocab) matrix again: the division by the
+                # row sums moves onto the small side of each product, the onehot becomes a row lookup.
+                scale = row_sums.reciprocal()
+                unnormalised = unnormalised.to(compute_dtype)
                 if need_hidden_grad:
-                    grad_hidden[start:start + chunk] = grad_logits @ weight_c
+                    grad_hidden[start:start + chunk] = ((unnormalised @ weight_c).float() * scale - weight_c[t].float()).to(hidden.dtype)
                 if need_weight_grad:
-                    grad_weight += (grad_logits.T @ h).float()
+                    grad_weight += (unnormalised.T @ (h.float() * scale).to(compute_dtype)).float()
+                    grad_weight.index_add_(0, t, -h.float())
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return total

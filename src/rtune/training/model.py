@@ -8,17 +8,10 @@ import torch
 
 from rtune.config import TrainConfig
 from rtune.errors import RtuneError
+from rtune.training.dropout import speed_up_lora_dropout
+from rtune.models import native_bf16
 
 GIB = 1024**3
-
-
-def native_bf16(device_type: str) -> bool:
-    """True where bf16 matmuls run at least as fast as fp32 (emulated bf16 on older CPUs is several times slower)."""
-    if device_type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device_type == "cpu":
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    return False
 
 
 @dataclass(frozen=True)
@@ -95,8 +88,8 @@ def estimate_memory(counts: ParamCounts, config: TrainConfig, precision: Precisi
         weights, trainable = counts.total * 4, counts.total
     elif config.peft == "lora":
         weights, trainable = counts.total * base_bytes, counts.lora
-    else:  # 4-bit NF4 with double quantization is ~0.53 bytes per weight
-        weights, trainable = (counts.total - counts.quantizable) * base_bytes + counts.quantizable * 0.53, counts.lora
+    else:  # NF4 with double quantization is ~0.53 bytes per weight; PEFT upcasts the rest (norms, embeddings) to fp32
+        weights, trainable = (counts.total - counts.quantizable) * 4 + counts.quantizable * 0.53, counts.lora
     tokens = config.batch_size * config.max_length
     act_bytes = 2 if precision.bf16 else 4
     per_layer = tokens * counts.hidden * act_bytes * (2 if config.gradient_checkpointing else 17)
@@ -143,7 +136,7 @@ def load_for_training(model_path: str, config: TrainConfig, precision: Precision
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=config.quant_type, bnb_4bit_use_double_quant=config.double_quant,
             bnb_4bit_compute_dtype=precision.base_dtype, bnb_4bit_quant_storage=precision.base_dtype)
-        kwargs["device_map"] = device_map or {"": "cpu"}
+        kwargs["device_map"] = device_map or {"": device_type()}  # bitsandbytes quantizes as the weights are placed
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except (OSError, ValueError, ImportError) as exc:
@@ -159,4 +152,6 @@ def load_for_training(model_path: str, config: TrainConfig, precision: Precision
     set_seed(config.seed)  # the adapters' initial weights
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.lora_target_modules, bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    model = get_peft_model(model, lora)
+    speed_up_lora_dropout(model)
+    return model
