@@ -42,7 +42,7 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     for cell in ("gemma/base", "gemma/demo/it/s0", "gemma/demo/rt/s0"):
         assert f"| {cell} |" in report
         result = json.loads((out / "stages" / cell / "likelihood" / "result.json").read_text())
-        assert result["n_items"] == 8 and 0 <= result["accuracy"] <= 1
+        assert result["n_items"] == 6 and 0 <= result["accuracy"] <= 1
     outputs = json.loads((out / "stages" / "gemma/urial/generate-heldout/outputs.json").read_text())
     assert len(outputs) == 2 and all(isinstance(row["output"], str) for row in outputs)
     assert "Judge-free likelihood metric" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 from openai_server import OpenAIServer
 
@@ -46,3 +47,30 @@ def test_chat_command_through_stdin_with_the_hf_backend(tiny_model_dir, tmp_path
     request = GenerationRequest(messages=({"role": "user", "content": "Give me three tips."},), params=DecodingParams(max_new_tokens=6))
     expected = from_spec(str(tiny_model_dir)).generate([request])[0]  # the same default precision as the command
     assert first_answer == expected.text.strip() and first_answer in done.stdout
+
+
+def test_ctrl_c_stops_the_answer_not_the_chat(tiny_model_dir):
+    generator = from_spec(str(tiny_model_dir))
+    session = ChatSession(generator, DecodingParams(max_new_tokens=200))
+    lines = iter(["Give me three tips.", "Why is the sky blue?"])
+    shown: list[str] = []
+    pieces_of_first_answer = []
+
+    def read_line():
+        line = next(lines, None)
+        if line is None:
+            raise KeyboardInterrupt  # Ctrl-C at the prompt ends the chat
+        return line
+
+    def write(text: str) -> None:
+        if len(session.history) == 0 and not text.startswith(("\n", "commands")):
+            pieces_of_first_answer.append(text)
+            if len(pieces_of_first_answer) == 2:
+                raise KeyboardInterrupt  # Ctrl-C while the first answer streams
+        shown.append(text)
+
+    threads_before = threading.active_count()
+    run_chat(session, read_line, write)
+    assert any("(interrupted" in text for text in shown)
+    assert [m["content"] for m in session.history if m["role"] == "user"] == ["Why is the sky blue?"]
+    assert threading.active_count() == threads_before  # the interrupted answer's worker thread was stopped and joined

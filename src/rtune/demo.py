@@ -39,8 +39,8 @@ class DemoSize:
 
 FULL = DemoSize(train_examples=None, max_steps=20, max_length=256, examples=4, max_new_tokens=80,
                 likelihood_items=None, distractors=7, response_tokens=32, core_limit=40, safety_limit=16)
-QUICK = DemoSize(train_examples=16, max_steps=3, max_length=96, examples=2, max_new_tokens=24,
-                 likelihood_items=8, distractors=3, response_tokens=16, core_limit=8, safety_limit=4)
+QUICK = DemoSize(train_examples=8, max_steps=2, max_length=64, examples=2, max_new_tokens=16,
+                 likelihood_items=6, distractors=3, response_tokens=12, core_limit=8, safety_limit=4)
 
 
 def demo_experiment(quick: bool = False, data_dir: Path | None = None, model: str = MODEL) -> Experiment:

@@ -115,13 +115,14 @@ def likelihood_section(stages: list[StageResult]) -> Section | None:
                       f"{first['n_distractors']} responses to other instructions, under the inference template "
                       f"(score `{first['headline']}`; chance {first['chance_accuracy']:.3f}). Margin: reference score minus the best "
                       "distractor's. 95% bootstrap CIs over items.",
-                      ["Cell", "Accuracy", "Margin", "Other scores (accuracy)", "Items"])
+                      ["Cell", "Accuracy", "Margin", "Other scores: accuracy (margin)", "Items"])
     series = []
     for s in chosen:
         variants = s.result["variants"]
         head = variants[s.result["headline"]]
         acc, mar = head["accuracy"], head["margin"]
-        others = " · ".join(f"{name} {v['accuracy']['value']:.3f}" for name, v in variants.items() if name != s.result["headline"])
+        others = " · ".join(f"{name} {v['accuracy']['value']:.3f} ({v['margin']['value']:+.2f})"
+                            for name, v in variants.items() if name != s.result["headline"])
         section.rows.append([s.cell, _ci(acc["value"], acc["ci_low"], acc["ci_high"]), _ci(mar["value"], mar["ci_low"], mar["ci_high"], 2),
                              others, str(s.result["n_items"])])
         series.append((acc["value"], acc["ci_low"], acc["ci_high"]))

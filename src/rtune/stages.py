@@ -160,14 +160,14 @@ def _prompting(method: str):
 
 
 def _generate(ctx: Context, prompts: list[str], label: str) -> list[str]:
-    from rtune.cli.generate import generate_with_progress
     from rtune.generation import DecodingParams, from_spec
+    from rtune.generation.progress import generate_with_progress
 
     s = ctx.settings
     request, clean = _prompting(s["method"])
     params = DecodingParams(max_new_tokens=s["max_new_tokens"])
     generator = from_spec(ctx.model(), backend=s["backend"], cache=ctx.work / "generation_cache.sqlite", batch_size=s["batch_size"])
-    results = generate_with_progress(generator, [request(text, params) for text in prompts], label)
+    results = generate_with_progress(generator, [request(text, params) for text in prompts], label, ctx.console)
     return [clean(result.text) for result in results]
 
 

@@ -25,24 +25,6 @@ def generator_name(model: str, urial_mode: str | None) -> str:
     return f"{base}-{Path(urial_mode).stem}" if urial_mode else base
 
 
-def generate_with_progress(generator, requests: list, label: str) -> list:
-    """Results in request order, with a progress bar while they come in (cache hits first)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from rtune.generation import in_request_order
-
-    columns = (TextColumn(f"[cyan]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=len(requests))
-
-        def advancing():
-            for pair in generator.stream(requests):
-                progress.advance(task)
-                yield pair
-
-        return in_request_order(advancing(), len(requests))
-
-
 def command(
     model: str = typer.Option(..., "--model", help="hf:MODEL or a bare model spec, vllm:MODEL, openai:MODEL or openai:MODEL@URL."),
     input_: str = typer.Option(..., "--input", help="alpaca_eval, just_eval, or a JSON/JSONL/CSV file with 'instruction' (or 'prompt')."),
@@ -69,6 +51,7 @@ def command(
     from rtune.evals import urial
     from rtune.generation import DecodingParams, from_spec
     from rtune.generation.instructions import PromptStyle, load_instructions, output_row
+    from rtune.generation.progress import generate_with_progress
     from rtune.io import atomic_write_json
 
     instructions = load_instructions(input_, data_dir, limit)

@@ -26,9 +26,10 @@ def command(
     strict: bool = typer.Option(False, "--strict", help="Fail on an empty prompt or completion instead of skipping it."),
 ) -> None:
     """Refine responses for clarity, structure and tone; keep the original where the refiner's answer can't be used."""
-    from rtune.cli.generate import default_cache, generate_with_progress
+    from rtune.cli.generate import default_cache
     from rtune.data.records import read_records, write_records
     from rtune.data.refine import apply_results, refine_request
+    from rtune.generation.progress import generate_with_progress
     from rtune.generation import DecodingParams, from_spec
 
     records = read_records(file, strict=strict).records[:limit]

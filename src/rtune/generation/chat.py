@@ -6,6 +6,7 @@ our tuned models), so a multi-turn conversation reads exactly as the model was t
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -47,11 +48,17 @@ class ChatSession:
 
 
 def run_chat(session: ChatSession, read_line: Callable[[], str | None], write: Callable[[str], None]) -> None:
-    """Read user lines until /quit or end of input; answer each with streamed text."""
+    """Read user lines until /quit, end of input or Ctrl-C at the prompt; answer each with streamed text.
+
+    Ctrl-C while an answer streams stops that answer (it is not kept in the history) and the chat goes on.
+    """
     write(f"{HELP}\n")
     while True:
         write("\n> ")
-        line = read_line()
+        try:
+            line = read_line()
+        except KeyboardInterrupt:
+            line = None
         if line is None:
             write("\n")
             return
@@ -76,6 +83,10 @@ def run_chat(session: ChatSession, read_line: Callable[[], str | None], write: C
         elif command.startswith("/") and " " not in command and command[1:].isalpha():
             write(f"(unknown command {command}; {HELP})\n")
         else:
-            for piece in session.reply(line):
-                write(piece)
-            write("\n")
+            try:
+                with closing(session.reply(line)) as pieces:
+                    for piece in pieces:
+                        write(piece)
+                write("\n")
+            except KeyboardInterrupt:
+                write("\n(interrupted; that answer is not kept in the history)\n")

@@ -127,7 +127,8 @@ class HFGenerator:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _run_batch(self, prompts: list[list[int]], params: DecodingParams, streamer=None) -> list[GenerationResult]:
+    def _run_batch(self, prompts: list[list[int]], params: DecodingParams, streamer=None,
+                   cancel: threading.Event | None = None) -> list[GenerationResult]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -137,6 +138,8 @@ class HFGenerator:
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
         attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
         stopping = StoppingCriteriaList([_StopStrings(tokenizer, params.stop, width)] if params.stop else [])
+        if cancel is not None:  # the reader went away (Ctrl-C in chat): stop at the next token
+            stopping.append(lambda ids, scores, **kwargs: torch.full((ids.shape[0],), cancel.is_set(), device=ids.device))
         recorder = _LogprobRecorder(params.top_logprobs) if params.top_logprobs else None
         if params.temperature > 0:
             torch.manual_seed(params.seed)
@@ -204,10 +207,11 @@ class HFGenerator:
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             ids = encode_request(self.tokenizer, request)
             failure: list[BaseException] = []
+            cancel = threading.Event()
 
             def work() -> None:
                 try:
-                    self._run_batch([ids], request.params, streamer=streamer)
+                    self._run_batch([ids], request.params, streamer=streamer, cancel=cancel)
                 except BaseException as exc:  # surfaced in the caller's thread below
                     failure.append(exc)
                     streamer.end()
@@ -215,13 +219,16 @@ class HFGenerator:
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             shown = ""
-            for piece in streamer:
-                text, stopped = truncate_at_stop(shown + piece, request.params.stop)
-                if len(text) > len(shown):
-                    yield text[len(shown):]
-                shown = text
-                if stopped:
-                    break
-            thread.join()
+            try:
+                for piece in streamer:
+                    text, stopped = truncate_at_stop(shown + piece, request.params.stop)
+                    if len(text) > len(shown):
+                        yield text[len(shown):]
+                    shown = text
+                    if stopped:
+                        break
+            finally:  # also when the caller stops reading (Ctrl-C, a closed generator): end the model's work
+                cancel.set()
+                thread.join()
             if failure:
                 raise failure[0]
