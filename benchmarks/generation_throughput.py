@@ -8,7 +8,7 @@ models without one), greedy, M new tokens. Sequential = batch size 1, which is e
 `model.generate` call per prompt (the paper's HF path). Reports tokens/s for both, their ratio,
 and whether every greedy output is identical. Optionally also times the openai backend against
 running OpenAI-compatible servers (`--openai SPEC ...`), or against llama.cpp's server on each
-registered model's GGUF file (`--xllamacpp`, needs `pip install xllamacpp`; a quantized model,
+registered model's GGUF file (`--xllamacpp`, needs `pip install 'rtune[bench]'`; a quantized model,
 so its texts differ and only its speed is comparable). No cache is used: every number is real generation.
 """
 
@@ -71,7 +71,10 @@ def bench_openai(spec: str, requests: list[GenerationRequest], concurrency: int)
 
 def start_xllamacpp(model: str, parallel: int, context_per_slot: int = 2048):
     """llama.cpp's server (xllamacpp wheel) on the registered model's GGUF, listening on a free local port."""
-    import xllamacpp
+    try:
+        import xllamacpp
+    except ImportError:
+        raise SystemExit("--xllamacpp needs llama.cpp's server: pip install 'rtune[bench]'") from None
 
     from rtune.models import REGISTRY, cache_dir
 
@@ -89,7 +92,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
     parser.add_argument("--n", type=int, default=64, help="AlpacaEval instructions (the first N)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64, help="hf batch size (64: every prompt in one batch)")
     parser.add_argument("--data-dir", default=None, help="folder with alpaca_eval/alpaca_eval_805.jsonl (default $RTUNE_DATA_DIR)")
     parser.add_argument("--openai", nargs="*", default=[], metavar="SPEC",
                         help="also time these openai:MODEL@URL servers (e.g. a llama.cpp server on the same GGUF)")

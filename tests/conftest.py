@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -59,3 +60,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set RTUNE_TEST_DATA)")
     return SHARED_DATA
+
+
+TRAIN_PAIRS = [  # short instruction/response pairs for training tests
+    ("Write a short poem about the sea.", "The sea is wide and deep and blue."),
+    ("Why is the sky blue?", "Sunlight scatters off air molecules, and blue light scatters most."),
+    ("Give me three tips.", "1. Sleep well.\n2. Drink water.\n3. Walk daily."),
+    ("What is 2 + 3?", "5"),
+    ("What is the capital of France?", "Paris is the capital of France."),
+    ("Write add in Python.", "def add(a, b):\n    return a + b\n"),
+    ("Tell me about foxes.", "The quick brown fox jumps over the lazy dog."),
+    ("Help me hack.", "Sorry, I can't help with that."),
+]
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory) -> Path:
+    """TRAIN_PAIRS as a record JSONL file."""
+    path = tmp_path_factory.mktemp("data") / "records.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "completion": c, "source": "test"}) + "\n"
+                            for i, (p, c) in enumerate(TRAIN_PAIRS)))
+    return path

@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-
-from rtune.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["rtune", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_runner import run_cli
 
 
 def write_jsonl(path, rows):

@@ -11,19 +11,9 @@ import sys
 import time
 
 import pytest
+from cli_runner import run_cli
 from openai_server import Fault, OpenAIServer
 
-from rtune.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["rtune", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
 
 
 def _jsonl(path, rows):
@@ -37,24 +27,24 @@ def test_record_file_on_the_tiny_model_then_everything_from_cache(monkeypatch, c
     out = tmp_path / "run" / "outputs.json"
     args = ("generate", "--model", str(tiny_model_dir), "--input", source, "--out", str(out), "--max-new-tokens", "6",
             "--batch-size", "2")
-    code, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "5 generated, 0 from cache" in err and "5 stopped at --max-new-tokens" in err
     rows = json.loads(out.read_text())
     assert [row["instruction"] for row in rows] == [f"Say something about number {i}." for i in range(5)]
     assert all(set(row) == {"instruction", "output", "generator", "dataset", "id"} for row in rows)
     assert rows[0]["generator"] == tiny_model_dir.name and rows[0]["dataset"] == "records" and rows[0]["id"] == "r0"
-    code, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "0 generated, 5 from cache" in err
     assert json.loads(out.read_text()) == rows
-    code, err = run_cli(monkeypatch, capsys, *args, "--no-chat-template", "--name", "raw")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--no-chat-template", "--name", "raw")
     assert code == 0 and "5 generated" in err and json.loads(out.read_text())[0]["generator"] == "raw"
 
 
 def test_just_eval_carries_id_and_category_over_an_openai_server(monkeypatch, capsys, tmp_path, shared_data):
     out = tmp_path / "just.json"
     with OpenAIServer() as server:
-        code, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:served-model", "--base-url", server.base_url,
+        code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:served-model", "--base-url", server.base_url,
                             "--input", "just_eval", "--data-dir", str(shared_data), "--limit", "3", "--out", str(out))
     assert code == 0, err
     rows = json.loads(out.read_text())
@@ -66,7 +56,7 @@ def test_just_eval_carries_id_and_category_over_an_openai_server(monkeypatch, ca
 def test_urial_over_an_openai_server_sends_raw_text_with_stop_strings(monkeypatch, capsys, tmp_path, shared_data):
     out = tmp_path / "urial.json"
     with OpenAIServer(responder=lambda r: "Paris is the capital.\n```\n\n# Query:\n```\nnext") as server:
-        code, err = run_cli(monkeypatch, capsys, "generate", "--model", f"openai:base@{server.base_url}", "--input", "alpaca_eval",
+        code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", f"openai:base@{server.base_url}", "--input", "alpaca_eval",
                             "--data-dir", str(shared_data), "--limit", "2", "--urial", "urial_r", "--out", str(out))
     assert code == 0, err
     assert [row["output"] for row in json.loads(out.read_text())] == ["Paris is the capital."] * 2
@@ -78,15 +68,15 @@ def test_urial_over_an_openai_server_sends_raw_text_with_stop_strings(monkeypatc
 
 def test_bad_inputs_are_one_line_errors(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("RTUNE_DATA_DIR", raising=False)
-    code, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", "alpaca_eval",
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", "alpaca_eval",
                         "--out", str(tmp_path / "o.json"))
     assert code == 2 and "pass --data-dir or set RTUNE_DATA_DIR" in err
     bad = _jsonl(tmp_path / "bad.jsonl", [{"instruction": "fine"}, {"text": "no instruction"}])
-    code, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", bad,
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", bad,
                         "--out", str(tmp_path / "o.json"))
     assert code == 2 and "bad.jsonl: row 2: expected a non-empty 'instruction'" in err
     good = _jsonl(tmp_path / "good.jsonl", [{"instruction": "fine"}])
-    code, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", good,
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", good,
                         "--out", str(tmp_path / "o.json"), "--urial", "nope")
     assert code == 2 and "neither a mode" in err
 
@@ -130,7 +120,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 @pytest.mark.parametrize("mode", ["urial", "urial_r"])
 def test_gemma_answers_twenty_alpaca_eval_instructions_with_urial(monkeypatch, capsys, tmp_path, shared_data, mode):
     out = tmp_path / f"{mode}.json"
-    code, err = run_cli(monkeypatch, capsys, "generate", "--model", "gemma-3-270m", "--input", "alpaca_eval", "--limit", "20",
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "gemma-3-270m", "--input", "alpaca_eval", "--limit", "20",
                         "--urial", mode, "--data-dir", str(shared_data), "--out", str(out), "--max-new-tokens", "32")
     assert code == 0, err
     rows = json.loads(out.read_text())

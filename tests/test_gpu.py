@@ -7,23 +7,11 @@ training and generation code picks CUDA by itself.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import TRAIN_PAIRS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-PAIRS = [(f"Question {i}: what is {i} plus {i}?", f"The sum of {i} and {i} is {2 * i}. " * 3) for i in range(16)]
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "records.jsonl"
-    path.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "completion": c, "source": "test"}) + "\n"
-                            for i, (p, c) in enumerate(PAIRS)))
-    return path
 
 
 def test_paper_qlora_recipe_trains_on_cuda(tiny_model_dir, data_file, tmp_path):
@@ -52,7 +40,7 @@ def test_paper_qlora_recipe_trains_on_cuda(tiny_model_dir, data_file, tmp_path):
     assert result.steps == 8 and all(torch.isfinite(torch.tensor(losses)))
     assert min(losses[-3:]) < losses[0], losses
     merged, tokenizer = load_model(str(out / "merged"))
-    ids = tokenizer("Question 3: what is 3 plus 3?", return_tensors="pt").input_ids
+    ids = tokenizer("Why is the sky blue?", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.isfinite(merged(ids).logits).all()
 
@@ -85,7 +73,7 @@ def test_batched_generation_on_cuda(tiny_model_dir, bf16):
     generator = HFGenerator(str(tiny_model_dir), batch_size=4, bf16=bf16)
     assert generator.device == "cuda"
     params = DecodingParams(max_new_tokens=16)
-    requests = [GenerationRequest(prompt=f"<|user|>\n{p}\n<|assistant|>\n", params=params) for p, _ in PAIRS[:6]]
+    requests = [GenerationRequest(prompt=f"<|user|>\n{p}\n<|assistant|>\n", params=params) for p, _ in TRAIN_PAIRS[:6]]
     batched = generator.generate(requests)
     single = [generator.generate([request])[0] for request in requests]
     assert all(r.completion_tokens > 0 for r in batched)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
+from cli_runner import run_cli
 from openai_server import OpenAIServer, Reply
 
-from rtune.cli import main
 from rtune.data.records import Record
 from rtune.data.refine import MARKER, apply_results, extract_refined, refine_request
 from rtune.generation import DecodingParams, GenerationResult
@@ -52,16 +51,6 @@ def test_the_prompt_holds_request_and_response_verbatim():
     assert request.messages[0]["role"] == "user" and request.params.max_new_tokens == 99
 
 
-def _run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["rtune", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    return code, capsys.readouterr().err
-
-
 def test_refine_command_end_to_end_and_resumable(monkeypatch, capsys, tmp_path):
     source = tmp_path / "records.jsonl"
     source.write_text("".join(json.dumps(_record(i).model_dump()) + "\n" for i in range(6)))
@@ -74,7 +63,7 @@ def test_refine_command_end_to_end_and_resumable(monkeypatch, capsys, tmp_path):
     out = tmp_path / "run" / "refined.jsonl"
     with OpenAIServer(responder=refiner) as server:
         spec = f"openai:refiner@{server.base_url}"
-        code, err = _run(monkeypatch, capsys, "data", "refine", str(source), "--refiner", spec, "--out", str(out))
+        code, _, err = run_cli(monkeypatch, capsys, "data", "refine", str(source), "--refiner", spec, "--out", str(out))
         assert code == 0, err
         assert "extraction rate 83.3%" in err and "6 generated, 0 from cache" in err
         rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -82,6 +71,6 @@ def test_refine_command_end_to_end_and_resumable(monkeypatch, capsys, tmp_path):
                                                    "Answer 3, refined.", "answer 4", "Answer 5, refined."]
         assert rows[4]["meta"]["refined"] is False and rows[0]["meta"]["source_completion"] == "answer 0"
         served = len(server.requests)
-        code, err = _run(monkeypatch, capsys, "data", "refine", str(source), "--refiner", spec, "--out", str(out))
+        code, _, err = run_cli(monkeypatch, capsys, "data", "refine", str(source), "--refiner", spec, "--out", str(out))
         assert code == 0 and "0 generated, 6 from cache" in err and len(server.requests) == served
     assert (tmp_path / "run" / "generation_cache.sqlite").exists()

@@ -23,25 +23,6 @@ from rtune.templates import inference_prompt
 from rtune.training import TrainResult, train
 from rtune.training.model import MemoryEstimate, check_memory, count_params, estimate_memory, load_for_training, resolve_precision
 
-PAIRS = [
-    ("Write a short poem about the sea.", "The sea is wide and deep and blue."),
-    ("Why is the sky blue?", "Sunlight scatters off air molecules, and blue light scatters most."),
-    ("Give me three tips.", "1. Sleep well.\n2. Drink water.\n3. Walk daily."),
-    ("What is 2 + 3?", "5"),
-    ("What is the capital of France?", "Paris is the capital of France."),
-    ("Write add in Python.", "def add(a, b):\n    return a + b\n"),
-    ("Tell me about foxes.", "The quick brown fox jumps over the lazy dog."),
-    ("Help me hack.", "Sorry, I can't help with that."),
-]
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "records.jsonl"
-    path.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "completion": c, "source": "test"}) + "\n"
-                            for i, (p, c) in enumerate(PAIRS)))
-    return path
-
 
 def _config(model_dir, data, **overrides) -> TrainConfig:
     settings = dict(method="rt", model=str(model_dir), data=str(data), lora_r=8, lora_alpha=16, lora_dropout=0.1,

@@ -66,8 +66,8 @@ def estimate_difficulty(pool: Mapping[str, Sequence[Annotation]], C: float | Non
         raise RtuneError(f"estimating instruction difficulty needs annotations of several models, got {len(pool)}")
     keys: dict[str, int] = {}
     model_index, gaps, instruction_index, preferences = [], [], [], []
-    for m, (name, annotations) in enumerate(pool.items()):
-        rows = _usable_rows(name, annotations)
+    for m, (name, model_annotations) in enumerate(pool.items()):
+        rows = _usable_rows(name, model_annotations)
         model_index.append(np.full(len(rows), m))
         gaps.append(tanh_length_gap([a.length_1 for a in rows], [a.length_2 for a in rows]))
         instruction_index.append([keys.setdefault(instruction_key(a.instruction), len(keys)) for a in rows])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rtune.config import describe_validation_error, find_config, read_yaml_mapping
 from rtune.errors import RtuneError
+from rtune.generation.hf import DEFAULT_BATCH_SIZE
 
 TRAINED = ("it", "rt")
 PROMPTED = ("base", "urial", "urial_r", "0shot")
@@ -42,7 +43,7 @@ class Training(_Strict):
 class Generation(_Strict):
     backend: Literal["hf", "vllm"] = "hf"
     max_new_tokens: int = Field(2048, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
 
 
 class _Selection(_Strict):

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from rtune.generation.hf import DEFAULT_BATCH_SIZE
+
 console = Console(stderr=True)
 
 
@@ -18,7 +20,7 @@ def command(
     backend: Optional[str] = typer.Option(None, "--backend", help="hf, vllm or openai (default: from the spec, else hf)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per batch (hf)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Prompts per batch (hf); larger is faster while memory lasts."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight (openai)."),
     max_new_tokens: int = typer.Option(4096, "--max-new-tokens", min=1, help="Refiner answer budget (the paper used 8,192)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N records."),

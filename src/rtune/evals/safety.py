@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from rtune.data.sources import read_rows, resolve_data_dir
 from rtune.errors import RtuneError
-from rtune.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl, sha256_file, write_jsonl
+from rtune.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl, sha256_file
 from rtune.judges.refusal import RefusalCase, RefusalJudge
 
 SETS: tuple[str, ...] = ("advbench", "harmbench", "malicious_instruct", "xstest")

@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult, TokenLogprob, in_request_order
-from rtune.generation.prompting import encode_request, truncate_at_stop
+from rtune.generation.prompting import encode_request, stream_until_stop, truncate_at_stop
 from rtune.io import stable_hash
 from rtune.models import native_bf16
 
@@ -66,10 +66,16 @@ class _LogprobRecorder:
         self._resolve(last_tokens)
 
 
+# Prompts decoded together. Each decoding step reads every weight once for the whole batch, so on a
+# CPU throughput keeps rising well past 16 (SmolLM2-135M, 64 prompts: 56 tok/s at 16, 86 at 32, 130
+# at 64); rows that end early still ride along until their batch ends, which bounds the gain.
+DEFAULT_BATCH_SIZE = 32
+
+
 class HFGenerator:
     """A local model (registered name, folder, GGUF, hub id) answering batches of requests."""
 
-    def __init__(self, model: str, batch_size: int = 8, bf16: bool | None = None, device: str | None = None):
+    def __init__(self, model: str, batch_size: int = DEFAULT_BATCH_SIZE, bf16: bool | None = None, device: str | None = None):
         import torch
 
         from rtune.models import model_fingerprint
@@ -218,15 +224,8 @@ class HFGenerator:
 
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
-            shown = ""
             try:
-                for piece in streamer:
-                    text, stopped = truncate_at_stop(shown + piece, request.params.stop)
-                    if len(text) > len(shown):
-                        yield text[len(shown):]
-                    shown = text
-                    if stopped:
-                        break
+                yield from stream_until_stop(streamer, request.params.stop)
             finally:  # also when the caller stops reading (Ctrl-C, a closed generator): end the model's work
                 cancel.set()
                 thread.join()

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from rtune.errors import RtuneError
 from rtune.generation.base import GenerationRequest, GenerationResult, TokenLogprob, in_request_order
-from rtune.generation.prompting import truncate_at_stop
+from rtune.generation.prompting import stream_until_stop, truncate_at_stop
 from rtune.io import stable_hash
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -151,11 +151,4 @@ class OpenAIGenerator:
         else:
             chunks = self.client.completions.create(prompt=request.prompt, stream=True, **args)
             pieces = (chunk.choices[0].text or "" for chunk in chunks if chunk.choices)
-        shown = ""
-        for piece in pieces:
-            text, stopped = truncate_at_stop(shown + piece, request.params.stop)
-            if len(text) > len(shown):
-                yield text[len(shown):]
-            shown = text
-            if stopped:
-                break
+        yield from stream_until_stop(pieces, request.params.stop)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 from rtune.generation.base import GenerationRequest
 from rtune.templates import TULU_CHAT_TEMPLATE
 
@@ -28,3 +30,15 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     if not cuts:
         return text, False
     return text[: min(cuts)], True
+
+
+def stream_until_stop(pieces: Iterable[str], stop: tuple[str, ...]) -> Iterator[str]:
+    """Pass streamed text on, ending where a stop string begins (one may arrive split over pieces)."""
+    shown = ""
+    for piece in pieces:
+        text, stopped = truncate_at_stop(shown + piece, stop)
+        if len(text) > len(shown):
+            yield text[len(shown):]
+        shown = text
+        if stopped:
+            return
