@@ -165,12 +165,18 @@ def test_judged_evaluations_span_cells_and_reach_the_report(tiny_model_dir, tmp_
     assert "| tiny/demo/rt/s0 | tiny/base |" in report and "| tiny/base | 3.00 [3.00, 3.00] | 4.00 [4.00, 4.00]" in report
 
 
-def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shared_data):
-    experiment = {"name": "tiny-data", "data_dir": str(shared_data), "models": {"tiny": str(tiny_model_dir)}, "methods": ["base"],
-                  "generation": {"max_new_tokens": 4},
-                  "evals": {"core": {"tasks": ["arc_easy"], "limit": 4}, "safety": {"sets": ["xstest"], "limit": 6}}}
-    path = tmp_path / "experiment.yaml"
+def write_benchmark_experiment(folder: Path, model_dir: Path, data: Path, max_new_tokens: int, core_limit: int, safety_limit: int) -> Path:
+    """Base model only, with ARC-Easy and XSTest (keyword judge) read from `data`."""
+    experiment = {"name": "tiny-data", "data_dir": str(data), "models": {"tiny": str(model_dir)}, "methods": ["base"],
+                  "generation": {"max_new_tokens": max_new_tokens},
+                  "evals": {"core": {"tasks": ["arc_easy"], "limit": core_limit}, "safety": {"sets": ["xstest"], "limit": safety_limit}}}
+    path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment))
+    return path
+
+
+def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shared_data):
+    path = write_benchmark_experiment(tmp_path, tiny_model_dir, shared_data, max_new_tokens=4, core_limit=4, safety_limit=6)
     run_dir = tmp_path / "run"
     outcome = run_experiment(load_experiment(path), run_dir)
     assert outcome == {"tiny/base/core": "done", "tiny/base/generate-safety": "done", "tiny/base/safety": "done"}
@@ -187,11 +193,7 @@ def test_editing_a_benchmark_file_reruns_only_the_stages_that_read_it(tiny_model
     for relative in ("arc/arc_easy.jsonl", "xstest/xstest_prompts.csv"):
         (data / relative).parent.mkdir(parents=True)
         (data / relative).write_bytes((shared_data / relative).read_bytes())
-    experiment = {"name": "tiny-edit", "data_dir": str(data), "models": {"tiny": str(tiny_model_dir)}, "methods": ["base"],
-                  "generation": {"max_new_tokens": 2},
-                  "evals": {"core": {"tasks": ["arc_easy"], "limit": 2}, "safety": {"sets": ["xstest"], "limit": 2}}}
-    path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(experiment))
+    path = write_benchmark_experiment(tmp_path, tiny_model_dir, data, max_new_tokens=2, core_limit=2, safety_limit=2)
     run_dir = tmp_path / "run"
     run_experiment(load_experiment(path), run_dir)
 

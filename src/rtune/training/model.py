@@ -8,8 +8,8 @@ import torch
 
 from rtune.config import TrainConfig
 from rtune.errors import RtuneError
-from rtune.training.dropout import speed_up_lora_dropout
 from rtune.models import native_bf16
+from rtune.training.dropout import speed_up_lora_dropout
 
 GIB = 1024**3
 
