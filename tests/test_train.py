@@ -31,7 +31,7 @@ def _config(model_dir, data, **overrides) -> TrainConfig:
 
 
 def _losses(run_dir: Path) -> list[float]:
-    return [row["loss"] for row in read_jsonl(run_dir / "metrics.jsonl")]
+    return [row["loss"] for row in read_jsonl(run_dir / "metrics.jsonl") if "loss" in row]
 
 
 @pytest.mark.parametrize("peft, lr", [("lora", 1e-2), ("qlora", 1e-2), ("none", 3e-3)])
@@ -206,3 +206,32 @@ def test_cli_reports_missing_settings_and_applies_overrides(tmp_path, monkeypatc
     assert result.exit_code == 0 and result.stdout.strip() == "o/merged"
     config = seen["config"]
     assert (config.learning_rate, config.epochs, config.lora_r, config.method) == (1e-3, 1, 16, "rt")
+
+
+def test_loss_normalisations_weigh_tokens_or_micro_batches():
+    from rtune.training.trainer import normalised_loss
+
+    sums, counts = torch.tensor([6.0, 2.0]), torch.tensor([3, 1])  # two micro-batches of one accumulated batch
+    token_weighted = [normalised_loss(s, n, counts.sum(), "batch_tokens", 2, 1) for s, n in zip(sums, counts)]
+    assert float(sum(token_weighted)) == pytest.approx(8.0 / 4)  # every supervised token counts once
+    batch_weighted = [normalised_loss(s, n, counts.sum(), "micro_batch", 2, 1) for s, n in zip(sums, counts)]
+    assert float(sum(batch_weighted)) == pytest.approx((6.0 / 3 + 2.0 / 1) / 2)  # every micro-batch counts once
+    assert float(normalised_loss(sums[0], counts[0], counts.sum(), "batch_tokens", 2, 2)) == pytest.approx(6.0 / 4 * 2)
+
+
+def test_paper_recipe_uses_random_batches_and_micro_batch_means():
+    config = load_train_config("paper_qlora")
+    assert config.group_by_length is False and config.loss_normalization == "micro_batch"
+
+
+def test_eos_probe_logs_a_rate_per_epoch_and_does_not_change_the_run(tiny_model_dir, data_file, tmp_path):
+    plain, probed = tmp_path / "plain", tmp_path / "probed"
+    train(_config(tiny_model_dir, data_file, epochs=2, save_steps=100), plain)
+    train(_config(tiny_model_dir, data_file, epochs=2, save_steps=100, eos_probe=3, eos_probe_tokens=8), probed)
+    rows = [row for row in read_jsonl(probed / "metrics.jsonl") if "eos_rate" in row]
+    assert [row["epoch"] for row in rows] == [1.0, 2.0]
+    assert all(row["eos_probe_n"] == 3 and 0 <= row["eos_rate"] <= 1 and 0 < row["eos_probe_mean_tokens"] <= 8 for row in rows)
+    assert _losses(plain) == [row["loss"] for row in read_jsonl(probed / "metrics.jsonl") if "loss" in row]
+    assert load_file(plain / "adapter" / "adapter_model.safetensors").keys() == load_file(probed / "adapter" / "adapter_model.safetensors").keys()
+    for name, tensor in load_file(plain / "adapter" / "adapter_model.safetensors").items():
+        assert torch.equal(tensor, load_file(probed / "adapter" / "adapter_model.safetensors")[name]), name

@@ -51,6 +51,12 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = False
     group_by_length: bool = Field(True, description="batch examples of similar length together (little padding)")
     supervised_head: bool = Field(True, description="apply the LM head only where a label is supervised (exact, faster)")
+    loss_normalization: Literal["batch_tokens", "micro_batch"] = Field(
+        "batch_tokens", description="batch_tokens: token mean over the whole accumulated batch; micro_batch: token mean per "
+                                    "micro-batch, averaged over the accumulation steps (the HF Trainer the paper used)")
+    eos_probe: int = Field(0, ge=0, description="at each epoch end, answer this many packaged held-out instructions greedily "
+                                                "and log the share of answers that end with EOS (0: off)")
+    eos_probe_tokens: int = Field(256, ge=1, description="answer budget of the EOS probe")
 
     save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at each epoch end)")
     save_total_limit: int = Field(2, ge=1)

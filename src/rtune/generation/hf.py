@@ -90,6 +90,15 @@ class HFGenerator:
         self._tokenizer = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def of_loaded(cls, model, tokenizer, batch_size: int = DEFAULT_BATCH_SIZE) -> "HFGenerator":
+        """A generator over a model already in memory (a model being trained): no loading, no fingerprint, fp32."""
+        generator = cls.__new__(cls)
+        generator.spec, generator.batch_size, generator.bf16 = None, max(1, batch_size), False
+        generator.device, generator.fingerprint, generator.calls = str(model.device), "in-memory", 0
+        generator._model, generator._tokenizer, generator._lock = model, tokenizer, threading.Lock()
+        return generator
+
     def _load(self):
         if self._model is None:
             import torch

@@ -24,7 +24,7 @@ from rtune.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 # Settings that change how a run is logged or saved, not what it learns. (`model` and `data` enter the
 # identity as their content hashes, so naming the same files differently is still the same run.)
-RESULT_NEUTRAL = ("save_steps", "save_total_limit", "logging_steps", "check_memory")
+RESULT_NEUTRAL = ("save_steps", "save_total_limit", "logging_steps", "check_memory", "eos_probe", "eos_probe_tokens")
 VERSIONED_PACKAGES = ("rtune", "torch", "transformers", "peft", "accelerate", "trl", "bitsandbytes", "tokenizers")
 
 
@@ -218,7 +218,7 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
     trainer = _build_trainer(config, args, run, model_path, dataset, tokenizer, precision, state, callbacks)
     trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     state.wait_for_everyone()
-    logged = read_jsonl(run.metrics, tolerate_truncated_tail=True) if main and run.metrics.exists() else []
+    logged = [row for row in read_jsonl(run.metrics, tolerate_truncated_tail=True) if "loss" in row] if main and run.metrics.exists() else []
     result = TrainResult(str(run.root), str(run.merged), str(run.adapter) if config.peft != "none" else None,
                          trainer.state.global_step, resume[0] if resume else None, False, logged[-1]["loss"] if logged else None)
     if main:
@@ -250,6 +250,10 @@ def _build_trainer(config, args, run, model_path, dataset, tokenizer, precision,
             use_head = False
     meter = TokenMeter()
     extra = [CheckpointPolicy(), MetricsLog(run.metrics, meter), RichProgress()]
+    if config.eos_probe:
+        from rtune.training.eos_probe import EosProbe
+
+        extra.insert(0, EosProbe(run.metrics, tokenizer, config.eos_probe, config.eos_probe_tokens))
     if state.is_main_process:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -259,7 +263,7 @@ def _build_trainer(config, args, run, model_path, dataset, tokenizer, precision,
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=PaddingCollator(tokenizer.pad_token_id),
         sampler=LengthGroupedShuffleSampler(dataset.lengths, config.batch_size, config.seed, config.group_by_length),
-        supervised_head=use_head, meter=meter, callbacks=[*extra, *callbacks])
+        supervised_head=use_head, meter=meter, loss_normalization=config.loss_normalization, callbacks=[*extra, *callbacks])
     trainer.remove_callback(PrinterCallback)
     return trainer
 

@@ -70,14 +70,15 @@ class TokenMeter:
 
 
 class RtuneTrainer(Trainer):
-    """Trainer whose loss is the summed token cross-entropy divided by the supervised tokens of the whole
-    accumulated (and, under DDP, global) batch, computed at supervised positions only when possible."""
+    """Trainer whose loss is normalised as `normalised_loss` says, computed at supervised positions only when possible."""
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, sampler, supervised_head: bool, meter: TokenMeter, **kwargs):
+    def __init__(self, *args, sampler, supervised_head: bool, meter: TokenMeter, loss_normalization: str = "batch_tokens",
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self._rtune_sampler = sampler
+        self.loss_normalization = loss_normalization
         self.supervised_head = supervised_head
         self.meter = meter
         self.model_accepts_loss_kwargs = True  # makes Trainer count the supervised tokens per optimizer step
@@ -100,13 +101,24 @@ class RtuneTrainer(Trainer):
             loss_sum = full_logits_cross_entropy_sum(outputs.logits, labels)
         n_supervised = (labels[:, 1:] != IGNORE_INDEX).sum()
         self.meter.add(int(attention_mask.sum()), int(n_supervised))
-        if num_items_in_batch is None:
-            loss = loss_sum / n_supervised.clamp(min=1)
-        else:
-            loss = loss_sum / num_items_in_batch
-            if self.args.average_tokens_across_devices:
-                loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
+        devices = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+        loss = normalised_loss(loss_sum, n_supervised, num_items_in_batch, self.loss_normalization,
+                               self.args.gradient_accumulation_steps, devices)
         return (loss, outputs) if return_outputs else loss
+
+
+def normalised_loss(loss_sum, n_supervised, num_items_in_batch, mode: str, grad_accum: int, devices: int):
+    """The loss one micro-batch backpropagates, already scaled for gradient accumulation.
+
+    `batch_tokens`: the summed token loss over the supervised tokens of the whole accumulated (and,
+    when `devices` > 1, global) batch, so every supervised token weighs the same; DDP then averages
+    the processes' gradients, hence the factor `devices`. `micro_batch`: each micro-batch's own token
+    mean, divided by the accumulation steps (HF Trainer before 4.46, which the paper used), so a
+    micro-batch of short responses weighs as much as one of long responses.
+    """
+    if mode == "micro_batch" or num_items_in_batch is None:
+        return loss_sum / n_supervised.clamp(min=1) / (grad_accum if mode == "micro_batch" else 1)
+    return loss_sum / num_items_in_batch * devices
 
 
 def checkpoint_complete(path: Path, world_size: int) -> bool:
