@@ -16,11 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Headless Chromium checks the HTML report in the tests; installed from Debian when we may (root + apt).
+# Headless Chromium checks the HTML report and the annotate page in the tests (Playwright drives it);
+# installed from Debian when we may (root + apt).
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "chromium not installed: the report's browser test will be skipped"
+	  echo "chromium not installed: the browser tests (report, annotate) will be skipped"
 
 demo: setup
 	$(VENV)/bin/rtune demo $(ARGS)

@@ -22,7 +22,7 @@ import torch
 
 from rtune.generation import DecodingParams, GenerationRequest, from_spec
 from rtune.generation.hf import HFGenerator
-from rtune.generation.instructions import load_instructions
+from rtune.data.instructions import load_instructions
 
 
 @dataclass

@@ -64,7 +64,7 @@ def _timed(clock: StepClock, per_step: list[tuple[float, float]], trainer: str, 
 
 
 def run_rtune(records_path: Path, model: str, method: str, args, work: Path) -> Throughput:
-    from rtune.config import TrainConfig
+    from rtune.training.config import TrainConfig
     from rtune.io import read_jsonl
     from rtune.training import train
 

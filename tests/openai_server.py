@@ -5,7 +5,8 @@
 
 Speaks POST /v1/chat/completions and /v1/completions (logprobs, top_logprobs, stop, stream=True).
 `responder(request)` maps a `ServedRequest` to a `Reply` (or a plain string); `faults(request)`
-returns a `Fault` to fail this attempt (HTTP status, or a delay longer than the client's timeout).
+returns a `Fault` to fail this attempt (HTTP status, a delay longer than the client's timeout, or a
+200 whose body is anything you like: not JSON, cut short, no choices).
 Each request's `attempt` counts earlier requests with the same text, so "fail the first two
 attempts" is `lambda r: Fault(status=429) if r.attempt < 2 else None`.
 """
@@ -35,6 +36,7 @@ class Reply:
     finish_reason: str = "stop"
     # per token: (token, logprob, {alternative: logprob}); default: one token per word, logprob -0.1
     tokens: list[tuple[str, float, dict[str, float]]] | None = None
+    logprobs: bool = True  # False: ignore a request for log-probabilities, as some servers do
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Fault:
     status: int | None = None  # answer with this HTTP error
     delay: float = 0.0  # sleep this long first (longer than the client's timeout = a timeout)
     retry_after_ms: int | None = None  # ask the client to wait this long before retrying
+    body: str | None = None  # answer HTTP 200 with exactly this body (Content-Type: application/json)
 
 
 def echo(request: ServedRequest) -> Reply:
@@ -105,7 +108,7 @@ def _response_body(request: ServedRequest, reply: Reply) -> dict:
     base = {"id": f"cmpl-{id(request)}", "created": int(time.time()), "model": body.get("model", ""), "usage": usage}
     if request.endpoint == "chat":
         logprobs = None
-        if body.get("logprobs"):
+        if body.get("logprobs") and reply.logprobs:
             k = body.get("top_logprobs") or 0
             logprobs = {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()),
                                      "top_logprobs": [{"token": a, "logprob": v, "bytes": list(a.encode())}
@@ -113,7 +116,7 @@ def _response_body(request: ServedRequest, reply: Reply) -> dict:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": logprobs}
         return {**base, "object": "chat.completion", "choices": [choice]}
     logprobs = None
-    if body.get("logprobs"):
+    if body.get("logprobs") and reply.logprobs:
         k = body["logprobs"]
         logprobs = {"tokens": [t for t, _, _ in tokens], "token_logprobs": [lp for _, lp, _ in tokens],
                     "top_logprobs": [dict(list(top.items())[:k]) for _, _, top in tokens], "text_offset": []}
@@ -140,8 +143,8 @@ def _handler_for(server: OpenAIServer):
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
-        def _send_json(self, status: int, payload: dict, headers: dict | None = None) -> None:
-            blob = json.dumps(payload).encode()
+        def _send_json(self, status: int, payload: dict | str, headers: dict | None = None) -> None:
+            blob = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(blob)))
@@ -165,6 +168,9 @@ def _handler_for(server: OpenAIServer):
                     if fault.status is not None:
                         headers = {"retry-after-ms": str(fault.retry_after_ms)} if fault.retry_after_ms is not None else {}
                         self._send_json(fault.status, {"error": {"message": f"injected {fault.status}", "type": "injected"}}, headers)
+                        return
+                    if fault.body is not None:
+                        self._send_json(200, fault.body)
                         return
                 reply = server.responder(request)
                 reply = Reply(reply) if isinstance(reply, str) else reply

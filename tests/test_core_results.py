@@ -9,11 +9,11 @@ import statistics
 import pytest
 
 from rtune.errors import RtuneError
-from rtune.evals.core import mc_outcome
-from rtune.evals.core_lm_eval import import_lm_eval, normalise_lm_eval
-from rtune.evals.core_results import UnitResult, mean_stderr, mmlu_groups, pooled_stderr, results_document
-from rtune.evals.core_tasks import MCItem
-from rtune.evals.loglikelihood import ChoiceScore
+from rtune.evals.choice_scorer import ChoiceScore
+from rtune.evals.core.lm_eval import import_lm_eval, normalise_lm_eval
+from rtune.evals.core.multiple_choice import mc_outcome
+from rtune.evals.core.results import UnitResult, mean_stderr, mmlu_groups, pooled_stderr, results_document
+from rtune.evals.core.tasks import MCItem
 
 
 def test_acc_norm_divides_by_the_choice_length_in_characters():
@@ -54,14 +54,17 @@ def test_mmlu_groups_weight_by_size():
     assert tree == {"mmlu": ["mmlu_humanities", "mmlu_stem"], "mmlu_humanities": ["mmlu_philosophy"],
                     "mmlu_stem": ["mmlu_abstract_algebra", "mmlu_anatomy"]}
     document = results_document(units, {"model": "m"}, {}, 1.0)
-    assert document["results"]["arc_easy"]["acc"] == 1.0 and document["n-samples"]["arc_easy"] == {"original": 1, "effective": 1}
+    assert document["results"]["arc_easy"]["acc"] == 1.0
+    assert document["n-samples"]["arc_easy"] == {"original": 1, "effective": 1}
     assert list(document["results"])[0] == "mmlu"
 
 
 LM_EVAL_OUTPUT = {
     "results": {
-        "arc_easy": {"alias": "arc_easy", "acc,none": 0.58, "acc_stderr,none": 0.0101, "acc_norm,none": 0.55, "acc_norm_stderr,none": 0.0102},
-        "gsm8k_cot_llama": {"alias": "gsm8k_cot_llama", "exact_match,strict-match": 0.1, "exact_match_stderr,strict-match": 0.008,
+        "arc_easy": {"alias": "arc_easy", "acc,none": 0.58, "acc_stderr,none": 0.0101, "acc_norm,none": 0.55,
+                     "acc_norm_stderr,none": 0.0102},
+        "gsm8k_cot_llama": {"alias": "gsm8k_cot_llama", "exact_match,strict-match": 0.1,
+                            "exact_match_stderr,strict-match": 0.008,
                             "exact_match,flexible-extract": 0.12, "exact_match_stderr,flexible-extract": "N/A"},
         "mmlu": {"alias": "mmlu", "acc,none": 0.26, "acc_stderr,none": 0.0037},
         "mmlu_anatomy": {"alias": "  - anatomy", "acc,none": 0.3, "acc_stderr,none": 0.04},
@@ -71,9 +74,11 @@ LM_EVAL_OUTPUT = {
     "configs": {"arc_easy": {"task": "arc_easy"}, "gsm8k_cot_llama": {"task": "gsm8k_cot_llama"}},
     "versions": {"arc_easy": 1.0, "gsm8k_cot_llama": 4.0},
     "n-shot": {"arc_easy": 0, "gsm8k_cot_llama": 8},
-    "n-samples": {"arc_easy": {"original": 2376, "effective": 2376}, "gsm8k_cot_llama": {"original": 1319, "effective": 1319}},
+    "n-samples": {"arc_easy": {"original": 2376, "effective": 2376},
+                  "gsm8k_cot_llama": {"original": 1319, "effective": 1319}},
     "config": {"model": "hf", "model_args": "pretrained=/m,dtype=float32", "batch_size": 8, "limit": None},
-    "samples": {"arc_easy": [{"doc_id": 0, "target": 0, "filtered_resps": [[-1.0, False]], "acc": 1.0, "acc_norm": 0.0}]},
+    "samples": {"arc_easy": [{"doc_id": 0, "target": 0, "filtered_resps": [[-1.0, False]], "acc": 1.0,
+                              "acc_norm": 0.0}]},
     "lm_eval_version": "0.4.13", "chat_template": None, "fewshot_as_multiturn": False,
 }
 
@@ -87,7 +92,8 @@ def test_lm_eval_output_is_normalised_to_our_shape():
     assert gsm["exact_match_flexible-extract"] == 0.12 and gsm["exact_match_flexible-extract_stderr"] is None
     assert document["n-shot"]["gsm8k"] == 8 and document["groups"]["mmlu"]["acc"] == 0.26
     assert document["config"]["engine"] == "lm-eval" and document["config"]["model"] == "pretrained=/m,dtype=float32"
-    assert samples == [{"task": "arc_easy", "doc_id": 0, "target": 0, "filtered_resps": [[-1.0, False]], "acc": 1.0, "acc_norm": 0.0}]
+    assert samples == [{"task": "arc_easy", "doc_id": 0, "target": 0, "filtered_resps": [[-1.0, False]], "acc": 1.0,
+                        "acc_norm": 0.0}]
 
 
 def test_missing_lm_eval_says_how_to_install(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtune.evals.loglikelihood import ChoiceScorer, ScoreRequest, encode_requests, score_recompute, split_head
+from rtune.evals.choice_scorer import ChoiceScorer, ScoreRequest, encode_requests, score_recompute, split_head
 from rtune.models import load_model
 
 REQUESTS = [
@@ -12,7 +12,8 @@ REQUESTS = [
     ScoreRequest("The quick brown fox", (" jumps over the lazy dog.", " sleeps")),
     ScoreRequest("Paris is the capital of France. Berlin is the capital of Germany. Paris is the capital of",
                  (" France.", " Germany. Berlin is", " x")),
-    ScoreRequest("Explain why the sky is blue: ", ("sunlight scatters", "it is")),  # trailing space moves to the choices
+    # the trailing space moves to the choices
+    ScoreRequest("Explain why the sky is blue: ", ("sunlight scatters", "it is")),
     ScoreRequest("", ("Hello there", "Sorry")),  # empty context: scored after BOS, as lm-eval
     ScoreRequest("<|user|>\nGive me three tips.\n<|assistant|>\n", ("1. Sleep well.", "No.")),
 ]
@@ -42,10 +43,10 @@ def test_encoding_follows_lm_eval(tiny):
     _, tokenizer = tiny
     encoded = encode_requests(tokenizer, REQUESTS)
     bos = tokenizer.bos_token_id
-    for request, enc in zip(REQUESTS, encoded):
+    for request, enc in zip(REQUESTS, encoded, strict=True):
         context = request.context.rstrip()
         assert enc.context[0] == bos and enc.context.count(bos) == 1
-        for continuation, ids in zip(request.continuations, enc.continuations):
+        for continuation, ids in zip(request.continuations, enc.continuations, strict=True):
             if context:
                 whole = tokenizer(request.context + continuation)["input_ids"]
                 assert list(enc.context) == tokenizer(context)["input_ids"]
@@ -63,7 +64,8 @@ def test_chat_rendered_context_keeps_one_bos(tiny):
     assert encoded[0].context.count(tokenizer.bos_token_id) == 1
 
 
-@pytest.mark.parametrize("batch_size, max_logit_positions, logits_where_scored", [(1, 1024, True), (8, 1024, True), (8, 6, True),
+@pytest.mark.parametrize("batch_size, max_logit_positions, logits_where_scored", [(1, 1024, True), (8, 1024, True),
+                                                                                   (8, 6, True),
                                                                                    (8, 1024, False)])
 def test_prefix_cache_equals_plain_forward_per_choice(tiny, batch_size, max_logit_positions, logits_where_scored):
     model, tokenizer = tiny
@@ -72,9 +74,9 @@ def test_prefix_cache_equals_plain_forward_per_choice(tiny, batch_size, max_logi
     if not logits_where_scored:
         scorer.split = None  # the full forward pass with logits at every continuation position
     cached = scorer.score(REQUESTS)
-    for enc, scores in zip(encode_requests(tokenizer, REQUESTS), cached):
+    for enc, scores in zip(encode_requests(tokenizer, REQUESTS), cached, strict=True):
         assert len(scores) == len(enc.continuations)
-        for ids, score in zip(enc.continuations, scores):
+        for ids, score in zip(enc.continuations, scores, strict=True):
             expected, greedy = plain_logprobs(model, enc.context, ids)
             assert score.logprob == pytest.approx(expected, abs=1e-4)
             assert score.is_greedy == greedy and score.n_tokens == len(ids)
@@ -84,14 +86,15 @@ def test_recompute_baseline_gives_the_same_numbers(tiny):
     model, tokenizer = tiny
     cached = ChoiceScorer(model, tokenizer).score(REQUESTS)
     plain = score_recompute(model, tokenizer, REQUESTS, batch_size=3)
-    for a, b in zip(cached, plain):
+    for a, b in zip(cached, plain, strict=True):
         assert [s.logprob for s in a] == pytest.approx([s.logprob for s in b], abs=1e-4)
         assert [s.is_greedy for s in a] == [s.is_greedy for s in b]
 
 
 def test_split_head_refuses_a_model_whose_logits_it_cannot_reproduce(tiny, monkeypatch):
     model, _ = tiny
-    monkeypatch.setattr(model.config, "final_logit_softcapping", 0.5, raising=False)  # Llama ignores it; the probe must notice
+    # Llama ignores it; the probe must notice
+    monkeypatch.setattr(model.config, "final_logit_softcapping", 0.5, raising=False)
     assert split_head(model) is None
 
 
@@ -117,7 +120,7 @@ def test_gemma_prefix_cache_matches_past_its_sliding_window():
                 ScoreRequest("Question: What is 2 + 3?\nAnswer:", (" 5", " five apples"))]
     assert len(tokenizer(long_context)["input_ids"]) > 560
     cached = ChoiceScorer(model, tokenizer, batch_size=2).score(requests)
-    for enc, scores in zip(encode_requests(tokenizer, requests), cached):
-        for ids, score in zip(enc.continuations, scores):
+    for enc, scores in zip(encode_requests(tokenizer, requests), cached, strict=True):
+        for ids, score in zip(enc.continuations, scores, strict=True):
             expected, _ = plain_logprobs(model, enc.context, ids)
             assert score.logprob == pytest.approx(expected, abs=2e-4)

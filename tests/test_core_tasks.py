@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rtune.errors import RtuneError
-from rtune.evals import core_tasks
-from rtune.evals.core_prompts import PromptStyle, mc_request, prompt_style
-from rtune.evals.core_tasks import MC_TASKS, MMLU_CATEGORY, load_gsm8k, parse_tasks
+from rtune.evals.core import tasks as core_tasks
+from rtune.evals.core.prompts import PromptStyle, mc_request, prompt_style
+from rtune.evals.core.tasks import MC_TASKS, MMLU_CATEGORY, load_gsm8k, parse_tasks
 
 
 @pytest.mark.parametrize("task, count", [("arc_easy", 2376), ("arc_challenge", 1172), ("openbookqa", 500),
@@ -22,7 +22,8 @@ def test_loaders_count_the_full_sets(shared_data, task, count):
 def test_mmlu_has_57_subjects_in_lm_eval_groups_and_a_5_shot_dev_split(shared_data):
     items = MC_TASKS["mmlu"].load(shared_data)
     assert {item.subject for item in items} == set(MMLU_CATEGORY) and len(MMLU_CATEGORY) == 57
-    assert {c: sum(v == c for v in MMLU_CATEGORY.values()) for c in ("stem", "other", "social_sciences", "humanities")} == \
+    categories = ("stem", "other", "social_sciences", "humanities")
+    assert {c: sum(v == c for v in MMLU_CATEGORY.values()) for c in categories} == \
         {"stem": 19, "other": 13, "social_sciences": 12, "humanities": 13}
     dev = MC_TASKS["mmlu"].load_fewshot(shared_data)
     assert len(dev) == 285 and all(sum(d.subject == s for d in dev) == 5 for s in MMLU_CATEGORY)
@@ -30,10 +31,12 @@ def test_mmlu_has_57_subjects_in_lm_eval_groups_and_a_5_shot_dev_split(shared_da
 
 def test_prompt_strings_match_lm_eval(shared_data):
     arc = MC_TASKS["arc_easy"].load(shared_data)[0]
-    assert arc.text == "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:"
+    assert arc.text == ("Question: Which statement best explains why photosynthesis is the foundation of most food "
+                        "webs?\nAnswer:")
     assert arc.answer == "Sunlight is the source of energy for nearly all ecosystems."
     piqa = MC_TASKS["piqa"].load(shared_data)[0]
-    assert piqa.text == "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:" and len(piqa.choices) == 2
+    assert piqa.text == "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:"
+    assert len(piqa.choices) == 2
     obqa = MC_TASKS["openbookqa"].load(shared_data)[1]
     assert (obqa.text, obqa.answer) == ("There is most likely going to be fog around:", "a marsh")
     mmlu = MC_TASKS["mmlu"].load(shared_data)[0]
@@ -62,21 +65,26 @@ def test_plain_and_chat_requests(shared_data, tiny_model_dir):
 
 
 def test_hellaswag_preprocessing():
-    assert core_tasks.hellaswag_preprocess("Act: [header] How to x [title] Do y  now [step] ok ") == "Act: How to x. Do y now ok"
-    assert core_tasks.hellaswag_text("Canoeing", core_tasks._capitalise_last_fragment("A boat. the child and a man")) == \
+    assert core_tasks.hellaswag_preprocess("Act: [header] How to x [title] Do y  now [step] ok ") == \
+        "Act: How to x. Do y now ok"
+    fragment = core_tasks._capitalise_last_fragment("A boat. the child and a man")
+    assert core_tasks.hellaswag_text("Canoeing", fragment) == \
         "Canoeing: A boat. The child and a man"
 
 
 def test_hub_rows_normalise_to_the_same_items(monkeypatch):
     hub_rows = {
-        ("allenai/ai2_arc", "ARC-Easy", "test"): [{"question": "Why?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "B"}],
-        ("allenai/openbookqa", "main", "test"): [{"question_stem": "Stem", "choices": {"text": ["x", "y"], "label": ["A", "B"]}, "answerKey": "A"}],
+        ("allenai/ai2_arc", "ARC-Easy", "test"): [{"question": "Why?", "answerKey": "B",
+                                                   "choices": {"text": ["a", "b"], "label": ["A", "B"]}}],
+        ("allenai/openbookqa", "main", "test"): [{"question_stem": "Stem", "answerKey": "A",
+                                                  "choices": {"text": ["x", "y"], "label": ["A", "B"]}}],
         ("baber/piqa", None, "validation"): [{"goal": "Goal", "sol1": "s1", "sol2": "s2", "label": 1}],
         ("Rowan/hellaswag", None, "validation"): [{"activity_label": "Act", "ctx_a": "A man sits.", "ctx_b": "he",
-                                                    "endings": ["stands up [substeps] now.", "b", "c", "d"], "label": "0"}],
+                                                    "endings": ["stands up [substeps] now.", "b", "c", "d"],
+                                                    "label": "0"}],
         ("openai/gsm8k", "main", "test"): [{"question": "2+2?", "answer": "2+2=<<2+2=4>>4\n#### 4"}],
     }
-    monkeypatch.setattr(core_tasks, "_hub", lambda dataset, name, split: hub_rows[(dataset, name, split)])
+    monkeypatch.setattr(core_tasks, "load_rows", lambda dataset, config, split: hub_rows[(dataset, config, split)])
     [arc] = MC_TASKS["arc_easy"].load(None)
     assert (arc.text, arc.choices, arc.gold) == ("Question: Why?\nAnswer:", ("a", "b"), 1)
     [obqa] = MC_TASKS["openbookqa"].load(None)
@@ -94,7 +102,7 @@ def test_bad_rows_and_names_are_clear_errors(tmp_path):
     (tmp_path / "arc" / "arc_easy.jsonl").write_text('{"query": "Question: q", "choices": ["a", "b"], "gold": 5}\n')
     with pytest.raises(RtuneError, match=r"arc_easy.jsonl: row 1: gold label 5 out of range"):
         MC_TASKS["arc_easy"].load(tmp_path)
-    with pytest.raises(RtuneError, match=r"piqa/valid.jsonl: not found in the data dir"):
+    with pytest.raises(RtuneError, match=r"dataset 'piqa': piqa/valid.jsonl \+ piqa/valid-labels.lst not found under"):
         MC_TASKS["piqa"].load(tmp_path)
     with pytest.raises(RtuneError, match="unknown task"):
         parse_tasks("mmlu,arc_medium")

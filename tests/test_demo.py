@@ -8,23 +8,23 @@ import time
 
 import pytest
 
-from rtune.demo import demo_experiment
-from rtune.experiment import cells
+from rtune.pipeline.demo import demo_experiment
+from rtune.pipeline.experiment import cells
 
 
 def test_demo_without_data_uses_only_packaged_data():
     experiment = demo_experiment(quick=True)
     assert [cell.name for cell in cells(experiment)] == ["gemma/base", "gemma/demo/it/s0", "gemma/demo/rt/s0", "gemma/urial"]
     assert experiment.datasets["demo"].source == "demo" and experiment.data_dir is None
-    assert experiment.evals.safety is None and experiment.evals.core is None
-    assert experiment.evals.likelihood.methods == ["base", "it", "rt"]
+    assert set(experiment.evals) == {"responses", "likelihood"}
+    assert experiment.evals["responses"].instructions == "heldout" and experiment.generation.prompt == "tulu"
 
 
-def test_demo_with_a_data_dir_trains_on_lima_and_adds_safety_and_core(tmp_path):
+def test_demo_with_a_data_dir_adds_safety_and_core(tmp_path):
     experiment = demo_experiment(quick=False, data_dir=tmp_path)
-    assert experiment.datasets["lima"].max_examples == 64
-    assert experiment.evals.safety.sets == ["xstest"] and experiment.evals.safety.judge == "keyword"
-    assert experiment.evals.core.tasks == ["arc_easy"]
+    assert experiment.datasets["demo"].source == "demo"
+    assert experiment.evals["safety"].sets == ["xstest"] and experiment.evals["safety"].judge == "keyword"
+    assert experiment.evals["core"].tasks == ["arc_easy"]
 
 
 @pytest.mark.slow
@@ -43,9 +43,12 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
         assert f"| {cell} |" in report
         result = json.loads((out / "stages" / cell / "likelihood" / "result.json").read_text())
         assert result["n_items"] == 6 and 0 <= result["accuracy"] <= 1
+        labels = json.loads((out / "stages" / cell / "responses" / "result.json").read_text())
+        assert labels["n"] == 2 and 0 <= labels["answer_rate"]["value"] <= 1
     outputs = json.loads((out / "stages" / "gemma/urial/generate-heldout/outputs.json").read_text())
-    assert len(outputs) == 2 and all(isinstance(row["output"], str) for row in outputs)
-    assert "Judge-free likelihood metric" in capsys.readouterr().err
+    assert len(outputs) == 2 and all(isinstance(row["output"], str) and row["finish_reason"] in ("stop", "length") for row in outputs)
+    printed = capsys.readouterr().err
+    assert "Response rate" in printed and "Judge-free likelihood metric" in printed
     print(f"quick demo took {elapsed:.0f}s")
 
     monkeypatch.setattr(sys, "argv", ["rtune", "demo", "--quick", "--out", str(out)])

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rtune.annotations import Annotation, read_annotations, write_annotations
 from rtune.cli import app
 from rtune.cli.metrics import app as metrics_app
-from rtune.difficulty import DifficultyTable, estimate_difficulty, instruction_key, packaged_table, read_table
 from rtune.errors import RtuneError
-from rtune.metrics import summarize
+from rtune.winrate.annotations import Annotation, read_annotations, write_annotations
+from rtune.winrate.difficulty import DifficultyTable, estimate_difficulty, instruction_key, packaged_table, read_table
+from rtune.winrate.metrics import summarize
 
 # AlpacaEval looks difficulty up by row position, not by instruction, so in files with missing rows
 # every row after a gap gets its neighbour's value (its published weights for these four models show

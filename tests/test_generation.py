@@ -20,7 +20,7 @@ from rtune.generation import (
     parse_spec,
 )
 from rtune.generation.hf import HFGenerator
-from rtune.generation.prompting import encode_request, truncate_at_stop
+from rtune.generation.render import encode_request, truncate_at_stop
 
 PROMPTS = [
     "Hello",
@@ -108,7 +108,7 @@ def test_bos_appears_once_whether_or_not_the_template_writes_it(tiny_model_dir):
 def test_models_without_a_template_get_the_tulu_prompt(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from rtune.generation.prompting import render_text
+    from rtune.generation.render import render_text
     from rtune.templates import inference_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -355,3 +355,39 @@ def test_vllm_adapter_maps_requests_and_results(tiny_model_dir, monkeypatch):
     assert results[0].text.endswith(" ") and "# Query:" not in results[0].text and results[0].completion_tokens == 2
     assert [(t.token, t.logprob, t.top) for t in results[0].logprobs] == [("a", -0.5, {"a": -0.5}), ("c", -3.0, {"a": -0.2})]
     assert results[3].logprobs is None and generator.llm.seen[1][1][1].stop is None
+
+
+def test_rows_that_end_leave_the_batch_and_results_stay_the_same(tiny, monkeypatch):
+    import rtune.generation.hf as hf
+
+    free = tiny.generate(_requests(DecodingParams(max_new_tokens=16)))
+    stops = tuple(dict.fromkeys(r.text[4:7] for r in free[:3] if r.text[4:7].strip()))  # strings that end some rows early
+    requests = _requests(DecodingParams(max_new_tokens=16, stop=stops, top_logprobs=2))
+    monkeypatch.setattr(hf, "CHUNK_TOKENS", 1000)  # one generate call per batch
+    whole = tiny.generate(requests)
+    monkeypatch.setattr(hf, "CHUNK_TOKENS", 3)
+    chunked = tiny.generate(requests)
+    assert {r.finish_reason for r in whole} == {"stop", "length"}
+    same = [(r.text, r.finish_reason, r.completion_tokens, [(t.token, sorted(t.top)) for t in r.logprobs]) for r in whole]
+    assert [(r.text, r.finish_reason, r.completion_tokens, [(t.token, sorted(t.top)) for t in r.logprobs]) for r in chunked] == same
+    for ours, theirs in zip(chunked, whole):  # fp32 sums in a smaller batch may differ in the last bit
+        assert [t.logprob for t in ours.logprobs] == pytest.approx([t.logprob for t in theirs.logprobs], abs=1e-5)
+
+
+def test_a_row_that_ends_early_is_saved_before_its_batch_ends(tiny, tmp_path, monkeypatch):
+    import rtune.generation.hf as hf
+
+    monkeypatch.setattr(hf, "CHUNK_TOKENS", 2)
+    prompts = PROMPTS[:4]  # one batch of the fixture's 4
+    free = tiny.generate([GenerationRequest(prompt=p, params=DecodingParams(max_new_tokens=16)) for p in prompts])
+    stop = free[0].text[2:5]
+    requests = [GenerationRequest(prompt=p, params=DecodingParams(max_new_tokens=16, stop=(stop,))) for p in prompts]
+    ended = tiny.generate(requests)
+    assert ended[0].finish_reason == "stop" and ended[0].completion_tokens <= 6 and "length" in {r.finish_reason for r in ended}
+    calls = tiny.calls
+    stream = CachedGenerator(tiny, tmp_path / "cache.sqlite").stream(requests)
+    index, first = next(stream)  # a kill right now loses only the rows still running
+    assert index == 0 and first == ended[0]
+    assert len(GenerationCache(tmp_path / "cache.sqlite")) == 1  # saved at once
+    assert tiny.calls - calls <= 3  # a few chunks in, long before the 8 chunks the batch needs
+    stream.close()

@@ -32,12 +32,13 @@ def test_record_file_on_the_tiny_model_then_everything_from_cache(monkeypatch, c
     assert "5 generated, 0 from cache" in err and "5 stopped at --max-new-tokens" in err
     rows = json.loads(out.read_text())
     assert [row["instruction"] for row in rows] == [f"Say something about number {i}." for i in range(5)]
-    assert all(set(row) == {"instruction", "output", "generator", "dataset", "id"} for row in rows)
+    assert all(set(row) == {"instruction", "output", "generator", "dataset", "id", "finish_reason", "output_tokens"} for row in rows)
+    assert all(row["finish_reason"] == "length" and row["output_tokens"] == 6 for row in rows)
     assert rows[0]["generator"] == tiny_model_dir.name and rows[0]["dataset"] == "records" and rows[0]["id"] == "r0"
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "0 generated, 5 from cache" in err
     assert json.loads(out.read_text()) == rows
-    code, _, err = run_cli(monkeypatch, capsys, *args, "--no-chat-template", "--name", "raw")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--prompt", "plain", "--name", "raw")
     assert code == 0 and "5 generated" in err and json.loads(out.read_text())[0]["generator"] == "raw"
 
 
@@ -57,7 +58,7 @@ def test_urial_over_an_openai_server_sends_raw_text_with_stop_strings(monkeypatc
     out = tmp_path / "urial.json"
     with OpenAIServer(responder=lambda r: "Paris is the capital.\n```\n\n# Query:\n```\nnext") as server:
         code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", f"openai:base@{server.base_url}", "--input", "alpaca_eval",
-                            "--data-dir", str(shared_data), "--limit", "2", "--urial", "urial_r", "--out", str(out))
+                            "--data-dir", str(shared_data), "--limit", "2", "--prompt", "urial_r", "--out", str(out))
     assert code == 0, err
     assert [row["output"] for row in json.loads(out.read_text())] == ["Paris is the capital."] * 2
     body = server.requests[0].body
@@ -70,15 +71,15 @@ def test_bad_inputs_are_one_line_errors(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("RTUNE_DATA_DIR", raising=False)
     code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", "alpaca_eval",
                         "--out", str(tmp_path / "o.json"))
-    assert code == 2 and "pass --data-dir or set RTUNE_DATA_DIR" in err
+    assert code == 2 and "could not load 'tatsu-lab/alpaca_eval'" in err and "offline, pass --data-dir" in err
     bad = _jsonl(tmp_path / "bad.jsonl", [{"instruction": "fine"}, {"text": "no instruction"}])
     code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", bad,
                         "--out", str(tmp_path / "o.json"))
-    assert code == 2 and "bad.jsonl: row 2: expected a non-empty 'instruction'" in err
+    assert code == 2 and "bad.jsonl:2: expected a non-empty 'instruction'" in err
     good = _jsonl(tmp_path / "good.jsonl", [{"instruction": "fine"}])
     code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", good,
-                        "--out", str(tmp_path / "o.json"), "--urial", "nope")
-    assert code == 2 and "neither a mode" in err
+                        "--out", str(tmp_path / "o.json"), "--prompt", "nope")
+    assert code == 2 and "prompt format 'nope': not one of chat, tulu, plain, urial, urial_r, 0shot" in err
 
 
 def _cached_rows(path) -> int:
@@ -121,7 +122,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 def test_gemma_answers_twenty_alpaca_eval_instructions_with_urial(monkeypatch, capsys, tmp_path, shared_data, mode):
     out = tmp_path / f"{mode}.json"
     code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "gemma-3-270m", "--input", "alpaca_eval", "--limit", "20",
-                        "--urial", mode, "--data-dir", str(shared_data), "--out", str(out), "--max-new-tokens", "32")
+                        "--prompt", mode, "--data-dir", str(shared_data), "--out", str(out), "--max-new-tokens", "32")
     assert code == 0, err
     rows = json.loads(out.read_text())
     assert len(rows) == 20 and all(row["generator"] == f"gemma-3-270m-{mode}" for row in rows)

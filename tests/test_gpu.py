@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_paper_qlora_recipe_trains_on_cuda(tiny_model_dir, data_file, tmp_path):
     import bitsandbytes as bnb
 
-    from rtune.config import load_train_config
+    from rtune.training.config import load_train_config
     from rtune.io import read_jsonl
     from rtune.models import load_model
     from rtune.training import train

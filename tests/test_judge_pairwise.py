@@ -10,17 +10,10 @@ import pytest
 
 from rtune.errors import RtuneError
 from rtune.generation import GenerationCache, GenerationResult, TokenLogprob, from_spec
+from rtune.judges import pairwise
 from rtune.judges.caller import CACHE_FILE, JudgeCaller
-from rtune.judges.pairwise import (
-    LOG_FILE,
-    PairwiseSettings,
-    align,
-    judge_pairs,
-    model_shown_first,
-    parsed_reading,
-    preference,
-    weighted_reading,
-)
+from rtune.judges.pairs import align, model_shown_first, parsed_reading, preference, weighted_reading
+from rtune.judges.pairwise import LOG_FILE, PairwiseReport, PairwiseSettings, judge_pairs
 
 N = 8
 
@@ -35,8 +28,9 @@ def files(tmp_path):
     instructions = [f"Instruction number {i}: explain item {i}." for i in range(N)]
     model = _write(tmp_path / "model.json", [{"instruction": text, "output": f"model answer {i}", "generator": "mine"}
                                              for i, text in enumerate(instructions)])
-    reference = _write(tmp_path / "ref.json", [{"instruction": text, "output": f"reference answer {i}", "generator": "ref",
-                                                "dataset": "toy"} for i, text in enumerate(reversed(instructions))])
+    reference = _write(tmp_path / "ref.json", [{"instruction": text, "output": f"reference answer {i}",
+                                                "generator": "ref", "dataset": "toy"}
+                                               for i, text in enumerate(reversed(instructions))])
     return model, reference
 
 
@@ -68,9 +62,10 @@ def _run(server, tmp_path, files, mode="weighted", max_attempts=3, **options):
     generator = from_spec(f"openai:judge@{server.base_url}", max_retries=options.pop("max_retries", 2), timeout=5.0,
                           concurrency=options.pop("concurrency", 8))
     caller = JudgeCaller(generator, GenerationCache(tmp_path / "out" / CACHE_FILE), max_attempts)
-    settings = PairwiseSettings(judge=f"openai:judge@{server.base_url}", mode=mode, **options)
-    run = judge_pairs(align(*files).pairs, settings, caller, tmp_path / "out" / LOG_FILE)
-    return run, caller
+    settings = PairwiseSettings(outputs=files[0], reference=files[1], judge=f"openai:judge@{server.base_url}",
+                                out=tmp_path / "out", mode=mode, **options)
+    judged = judge_pairs(align(*files).pairs, settings, caller)
+    return judged, caller
 
 
 # -- readings -------------------------------------------------------------------------------------
@@ -115,11 +110,13 @@ def test_alignment_counts_unmatched_and_rejects_bad_rows(tmp_path, files):
                                                         if row["instruction"] in {r["instruction"] for r in rows}]
     assert alignment.pairs[0].dataset == "toy" and alignment.pairs[0].reference_generator == "ref"
     with pytest.raises(RtuneError, match=r"row 2: expected a string 'output'"):
-        align(_write(tmp_path / "bad.json", [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": ["d"]}]), reference)
+        align(_write(tmp_path / "bad.json", [{"instruction": "a", "output": "b"},
+                                             {"instruction": "c", "output": ["d"]}]), reference)
     with pytest.raises(RtuneError, match="share no instruction"):
         align(_write(tmp_path / "other.json", [{"instruction": "z", "output": "z"}]), reference)
     with pytest.raises(RtuneError, match="twice with different outputs"):
-        align(_write(tmp_path / "dup.json", [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "c"}]), reference)
+        align(_write(tmp_path / "dup.json", [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "c"}]),
+              reference)
 
 
 # -- runs against the server ----------------------------------------------------------------------
@@ -168,7 +165,7 @@ def test_parsed_mode_retries_unreadable_answers_and_never_caches_them(tmp_path, 
         assert len(server.requests) == N + (N - 1) + 2  # first tries, one retry each, two more for item 2
         assert sorted(row["preference"] for row in run.annotations) == [2.0] * (N - 1)
         assert all(row["attempts"] == 2 for row in run.annotations)
-        assert [failure["attempts"] for failure in run.failures] == [3] and "number 2:" in run.failures[0]["instruction"]
+        assert [failure.attempts for failure in run.failures] == [3] and "number 2:" in run.failures[0].instruction
         assert caller.usage.unparseable == N + 2 and caller.usage.calls == 2 * N + 1
         cache = GenerationCache(tmp_path / "out" / CACHE_FILE)
         assert len(cache) == N - 1  # only readable answers were stored
@@ -184,13 +181,18 @@ def test_parsed_mode_retries_unreadable_answers_and_never_caches_them(tmp_path, 
 def test_server_errors_are_retried_and_a_dead_server_caches_nothing(tmp_path, files):
     from openai_server import Fault, OpenAIServer
 
-    flaky = lambda request: Fault(status=500 if request.attempt == 0 else 429, retry_after_ms=10) if request.attempt < 2 else None
+    def flaky(request):
+        return Fault(status=500 if request.attempt == 0 else 429, retry_after_ms=10) if request.attempt < 2 else None
+
     with OpenAIServer(responder=_prefers_model(0.6), faults=flaky) as server:
         run, caller = _run(server, tmp_path, files)
         assert len(run.annotations) == N and caller.usage.calls == N
         assert sum(request.answered for request in server.requests) == N and len(server.requests) == 3 * N
 
-    with OpenAIServer(responder=_prefers_model(0.6), faults=lambda request: Fault(status=503, retry_after_ms=10)) as server:
+    def dead(request):
+        return Fault(status=503, retry_after_ms=10)
+
+    with OpenAIServer(responder=_prefers_model(0.6), faults=dead) as server:
         with pytest.raises(RtuneError, match="HTTP 503"):
             _run(server, tmp_path / "dead", files, max_retries=1)
     assert len(GenerationCache(tmp_path / "dead" / "out" / CACHE_FILE)) == 0
@@ -201,10 +203,14 @@ def test_a_run_that_dies_keeps_its_finished_items_and_resumes(tmp_path, files):
     from openai_server import Fault, OpenAIServer
 
     broken = {"on": True}
-    dies_at_item_5 = lambda request: Fault(status=500) if broken["on"] and "Instruction number 5:" in request.text else None
+
+    def dies_at_item_5(request):
+        return Fault(status=500) if broken["on"] and "Instruction number 5:" in request.text else None
+
     with OpenAIServer(responder=_prefers_model(0.7), faults=dies_at_item_5) as server:
-        with pytest.raises(RtuneError, match="HTTP 500"):
+        with pytest.raises(RtuneError, match="HTTP 500") as failure:
             _run(server, tmp_path, files, concurrency=1, max_retries=0)
+        assert f"finished items are saved in {tmp_path / 'out' / LOG_FILE}; rerun" in str(failure.value)
         saved = (tmp_path / "out" / LOG_FILE).read_text().splitlines()
         assert len(saved) == 5  # items 0-4 were appended as they finished
         broken["on"] = False
@@ -228,6 +234,79 @@ def test_a_rerun_is_free_from_the_log_and_from_the_cache(tmp_path, files):
     assert [row["preference"] for row in rebuilt.annotations] == [row["preference"] for row in first.annotations]
 
 
+class Recorder:
+    """A `Progress` that remembers what it was told."""
+
+    def __init__(self):
+        self.started, self.advanced = [], 0
+
+    def start(self, label, total):
+        self.started.append((label, total))
+
+    def advance(self, n=1):
+        self.advanced += n
+
+
+def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_writes(tmp_path, files):
+    import csv
+
+    from openai_server import OpenAIServer, Reply
+    from rtune.winrate.annotations import read_annotations
+
+    def respond(request):  # item 6 never names A or B
+        if "Instruction number 6:" in request.text:
+            return Reply("Hmm", tokens=[("Hmm", -0.1, {"Hmm": -0.1, "I": -3.0})])
+        return _prefers_model(0.75)(request)
+
+    model, reference = files
+    with OpenAIServer(responder=respond) as server:
+        settings = PairwiseSettings(outputs=model, reference=reference, judge=f"openai:judge@{server.base_url}",
+                                    out=tmp_path / "lib", limit=7, max_attempts=2, length_controlled=False)
+        progress = Recorder()
+        report = pairwise.run(settings, progress)
+        assert isinstance(report, PairwiseReport) and progress.started == [("judge", 7)] and progress.advanced == 7
+        assert (report.n_compared, report.only_in_outputs, report.only_in_reference) == (7, 0, 0)
+        assert (report.n_annotated, report.n_failed, report.n_resumed) == (6, 1, 0)
+        assert "number 6:" in report.failures[0].instruction and report.failures[0].attempts == 2
+        assert report.failures[0].last_answer == "Hmm"
+        assert report.metrics.win_rate == pytest.approx(75.0) and (report.metrics.n, report.metrics.n_missing) == (6, 1)
+        assert report.metrics.length_controlled_winrate is None and report.metrics.generator == "mine"
+        assert (report.usage.calls, report.usage.unparseable, report.usage.priced) == (8, 2, False)
+        assert report.usage.cost_usd is None and report.judge_fingerprint
+
+        served = len(server.requests)
+        again = pairwise.run(settings)
+        assert len(server.requests) - served == 2 and again.usage.calls == 2  # only item 6, twice
+        assert (again.n_resumed, again.n_annotated, again.n_failed) == (6, 6, 1)
+
+    out = tmp_path / "lib"
+    assert (report.annotations_file, report.leaderboard_file, report.run_file) == (
+        out / "annotations.json", out / "leaderboard.csv", out / "run.json")
+    assert (report.log_file, report.cache_file) == (out / LOG_FILE, out / CACHE_FILE)
+    annotations = read_annotations(report.annotations_file)
+    assert len(annotations) == 7 and [a.preference for a in annotations].count(None) == 1
+    assert len(report.log_file.read_text().splitlines()) == 6 and len(GenerationCache(report.cache_file)) == 6
+    with report.leaderboard_file.open() as handle:
+        assert float(next(csv.DictReader(handle))["win_rate"]) == pytest.approx(75.0)
+    recorded = json.loads(report.run_file.read_text())  # from the second run
+    assert list(recorded) == ["judge", "mode", "seed", "max_attempts", "top_logprobs", "parsed_max_new_tokens",
+                              "annotator", "judge_fingerprint", "outputs", "reference", "n_compared", "only_in_outputs",
+                              "only_in_reference", "n_annotated", "n_failed", "n_resumed", "usage", "metrics",
+                              "failures"]
+    assert recorded["metrics"] == json.loads(again.metrics.model_dump_json()) and recorded["n_failed"] == 1
+    assert recorded["usage"] == again.usage.model_dump() and recorded["outputs"] == str(model)
+    assert recorded["failures"] == [failure.model_dump() for failure in again.failures]
+
+
+def test_pairwise_settings_reject_what_the_command_would():
+    with pytest.raises(ValueError, match="mode"):
+        PairwiseSettings(outputs="a.json", reference="b.json", judge="hf:x", out="o", mode="vote")
+    with pytest.raises(ValueError, match="top_logprobs"):
+        PairwiseSettings(outputs="a.json", reference="b.json", judge="hf:x", out="o", top_logprobs=21)
+    with pytest.raises(ValueError, match="unknown"):
+        PairwiseSettings(outputs="a.json", reference="b.json", judge="hf:x", out="o", unknown=1)
+
+
 # -- the command ----------------------------------------------------------------------------------
 
 def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, files):
@@ -236,8 +315,8 @@ def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, fil
     from typer.testing import CliRunner
 
     from openai_server import OpenAIServer
-    from rtune.annotations import read_annotations
     from rtune.cli import app
+    from rtune.winrate.annotations import read_annotations
 
     out = tmp_path / "judged"
     model, reference = files
@@ -255,7 +334,8 @@ def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, fil
 
     annotations = read_annotations(out / "annotations.json")
     assert len(annotations) == N and all(a.preference == pytest.approx(1.9) for a in annotations)
-    assert annotations[0].generator_2 == "mine" and annotations[0].annotator == f"rtune_pairwise_weighted:openai:judge@{server.base_url}"
+    assert annotations[0].generator_2 == "mine"
+    assert annotations[0].annotator == f"rtune_pairwise_weighted:openai:judge@{server.base_url}"
     raw = json.loads((out / "annotations.json").read_text())
     assert "key" not in raw[0] and raw[0]["raw_completion"]["top_logprobs"]
     with (out / "leaderboard.csv").open() as handle:
@@ -273,11 +353,12 @@ def test_cli_rejects_a_bad_mode_in_one_line(tmp_path, files, monkeypatch, capsys
     from rtune.cli import main
 
     model, reference = files
-    monkeypatch.setattr(sys, "argv", ["rtune", "judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
-                                      "--judge", "openai:x@http://127.0.0.1:9/v1", "--out", str(tmp_path / "o"), "--mode", "vote"])
+    monkeypatch.setattr(sys, "argv", ["rtune", "judge", "pairwise", "--outputs", str(model),
+                                      "--reference", str(reference), "--judge", "openai:x@http://127.0.0.1:9/v1",
+                                      "--out", str(tmp_path / "o"), "--mode", "vote"])
     with pytest.raises(SystemExit) as exit_info:
         main()
-    assert exit_info.value.code == 2 and "--mode must be weighted or parsed" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--mode: Input should be 'weighted' or 'parsed'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -285,14 +366,15 @@ def test_end_to_end_with_an_in_process_judge(tmp_path):
     """`rtune judge pairwise` with hf:smollm2-135m-instruct reading its own top log-probabilities."""
     from typer.testing import CliRunner
 
-    from rtune.annotations import read_annotations
     from rtune.cli import app
+    from rtune.winrate.annotations import read_annotations
 
     questions = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?", "Say hello in Spanish.",
                  "Which planet is closest to the Sun?", "What do bees make?", "How many days are in a week?",
                  "What is the opposite of hot?"]
     good = ["Paris.", "Red.", "4.", "Hola.", "Mercury.", "Honey.", "Seven.", "Cold."]
-    model = _write(tmp_path / "model.json", [{"instruction": q, "output": a, "generator": "good"} for q, a in zip(questions, good)])
+    model = _write(tmp_path / "model.json", [{"instruction": q, "output": a, "generator": "good"}
+                                             for q, a in zip(questions, good)])
     reference = _write(tmp_path / "ref.json", [{"instruction": q, "output": "I do not know.", "generator": "unhelpful"}
                                                for q in questions])
     args = ["judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
@@ -311,12 +393,14 @@ def test_cli_keeps_unanswered_items_as_null_preferences(tmp_path, files):
     from typer.testing import CliRunner
 
     from openai_server import OpenAIServer
-    from rtune.annotations import read_annotations
     from rtune.cli import app
+    from rtune.winrate.annotations import read_annotations
 
     def respond(request):
         first, _ = _shown(request)
-        return "I cannot decide." if "Instruction number 4:" in request.text else ("A" if first.startswith("model") else "B")
+        if "Instruction number 4:" in request.text:
+            return "I cannot decide."
+        return "A" if first.startswith("model") else "B"
 
     model, reference = files
     out = tmp_path / "parsed"
@@ -339,10 +423,11 @@ def test_prices_apply_only_to_the_openai_api_itself():
     assert price_per_million("hf:smollm2-135m-instruct") is None and price_per_million("openai:unknown-model") is None
     usage = Usage()
     usage.record(GenerationResult(text="A", finish_reason="length", prompt_tokens=1_000_000, completion_tokens=100_000))
-    usage.record(GenerationResult(text="A", finish_reason="length", prompt_tokens=999, completion_tokens=1, cached=True))
+    usage.record(GenerationResult(text="A", finish_reason="length", prompt_tokens=999, completion_tokens=1,
+                                  cached=True))
     assert (usage.calls, usage.cached, usage.prompt_tokens) == (1, 1, 1_000_000)
     assert usage.cost_usd("openai:gpt-4o-2024-08-06") == pytest.approx(3.50)
-    assert usage.report("hf:x")["cost_usd"] is None
+    assert usage.report("hf:x").cost_usd is None
 
 
 def test_alpaca_eval_outputs_get_the_length_controlled_win_rate_with_difficulty(tmp_path, shared_data):
@@ -359,9 +444,11 @@ def test_alpaca_eval_outputs_get_the_length_controlled_win_rate_with_difficulty(
     folder = shared_data / "alpaca_eval"
     out = tmp_path / "ae"
     with OpenAIServer(responder=longer_wins) as server:
-        result = CliRunner().invoke(app, ["judge", "pairwise", "--outputs", str(folder / "gpt-4-turbo-2024-04-09_model_outputs.json"),
+        result = CliRunner().invoke(app, ["judge", "pairwise",
+                                          "--outputs", str(folder / "gpt-4-turbo-2024-04-09_model_outputs.json"),
                                           "--reference", str(folder / "gpt4_1106_preview_model_outputs.json"),
-                                          "--judge", f"openai:judge@{server.base_url}", "--out", str(out), "--limit", "60"])
+                                          "--judge", f"openai:judge@{server.base_url}", "--out", str(out),
+                                          "--limit", "60"])
     assert result.exit_code == 0, result.output
     assert "60 instructions to compare; 0 only in" in result.output
     metrics = json.loads((out / "run.json").read_text())["metrics"]

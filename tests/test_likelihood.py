@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from rtune.data.records import Record
-from rtune.evals.likelihood import (
+from rtune.evals.instructability import (
     Candidate,
     LikelihoodSettings,
     choose_distractors,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rtune.annotations import Annotation, read_annotations, write_annotations
 from rtune.cli import app
-from rtune.difficulty import packaged_table
 from rtune.errors import RtuneError
-from rtune.metrics import bootstrap_ci, preference_scores, summarize, win_rate_report
+from rtune.winrate.annotations import Annotation, read_annotations, write_annotations
+from rtune.winrate.difficulty import packaged_table
+from rtune.winrate.metrics import bootstrap_ci, preference_scores, summarize, win_rate_report
 
 
 def _annotations(preferences, n_chars=None, instructions=None) -> list[Annotation]:
@@ -129,9 +129,9 @@ def test_annotations_round_trip_keeps_unknown_fields_and_nulls(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("[{\"instruction\": \"a\", \"preference\": 1}", "malformed JSON"),
     ("{\"instruction\": \"a\"}", "expected a JSON array"),
-    ("[{\"instruction\": \"a\", \"preference\": 1}, {\"instruction\": \"b\"}]", "record 2: field 'preference': Field required"),
-    ("[{\"instruction\": \"a\", \"preference\": 3}]", "record 1: field 'preference'"),
-    ("[{\"instruction\": \"a\", \"preference\": \"2\"}]", "record 1: field 'preference'"),
+    ("[{\"instruction\": \"a\", \"preference\": 1}, {\"instruction\": \"b\"}]", "record 2: preference: Field required"),
+    ("[{\"instruction\": \"a\", \"preference\": 3}]", "record 1: preference: .*must be in \\[1, 2\\]"),
+    ("[{\"instruction\": \"a\", \"preference\": \"2\"}]", "record 1: preference: "),
     ("[\"a\"]", "record 1: expected a JSON object"),
 ])
 def test_bad_annotation_files_name_file_and_record(tmp_path, content, message):
@@ -158,7 +158,8 @@ def test_cli_prints_per_file_json(tmp_path):
                                       "--out", str(tmp_path / "metrics.json")])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)[str(path)]
-    assert {"win_rate", "standard_error", "length_controlled_winrate", "n", "ci_low", "ci_high", "lc_variant"} <= set(report)
+    assert {"win_rate", "standard_error", "length_controlled_winrate", "n", "ci_low", "ci_high",
+            "lc_variant"} <= set(report)
     assert report["n"] == 50 and report["lc_variant"] == "minimal"
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(result.output)
 

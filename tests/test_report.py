@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rtune.io import atomic_write_json, write_jsonl
-from rtune.report import write_report
+from rtune.report.document import write_report
 
 HOSTILE = "<script>alert('x')</script></pre><img src=x onerror=alert(1)> & done"
 
@@ -28,7 +28,7 @@ def _stage(run_dir: Path, key: str, kind: str, result: dict, cell: str = "", met
 
 def _likelihood(accuracy_hits: list[int]) -> dict:
     from rtune.data.records import Record
-    from rtune.evals.likelihood import Candidate, LikelihoodSettings, summarise
+    from rtune.evals.instructability import Candidate, LikelihoodSettings, summarise
 
     n = len(accuracy_hits)
     records = [Record(id=str(i), prompt=f"q{i}", completion=f"a{i}", source="t") for i in range(n)]
@@ -38,8 +38,8 @@ def _likelihood(accuracy_hits: list[int]) -> dict:
 
 
 def _pairwise(wins: int, n: int = 20) -> dict:
-    from rtune.annotations import Annotation
-    from rtune.metrics import summarize
+    from rtune.winrate.annotations import Annotation
+    from rtune.winrate.metrics import summarize
 
     rows = [Annotation(instruction=f"i{k}", preference=2.0 if k < wins else 1.0, output_1="r" * 50, output_2="m" * (40 + k))
             for k in range(n)]
@@ -47,10 +47,20 @@ def _pairwise(wins: int, n: int = 20) -> dict:
 
 
 def _aspects(level: float) -> dict:
-    from rtune.judges.aspects import summarise_group
+    from rtune.judges.aspect_summary import summarise_group
+    from rtune.judges.aspects import AspectsSummary
 
     rows = [{"scores": {"helpfulness": level, "clarity": level + (k % 2), "factuality": 4, "depth": 3, "engagement": 3}} for k in range(6)]
-    return {"by_category": {"all": summarise_group(rows, 200, 0)}}
+    return AspectsSummary(annotator="a", judge="j", prompt_version="v", n_items=6, n_scored=6, n_failed=0, n_resumed=0,
+                          failed_ids=[], by_category={"all": summarise_group(rows, 200, 0)}).model_dump(mode="json")
+
+
+def _core(acc: float) -> dict:
+    return {"document": "core.json", "samples": "core_samples.jsonl", "engine": "builtin", "chat_template": False, "seconds": 1.0,
+            "n_shot": {"arc_easy": 0, "gsm8k": 8},
+            "results": {"arc_easy": {"kind": "task", "n": 100, "acc": {"value": acc, "stderr": 0.03},
+                                     "acc_norm": {"value": 0.45, "stderr": 0.03}},
+                        "gsm8k": {"kind": "task", "n": 50, "exact_match": {"value": 0.1, "stderr": 0.02}}}}
 
 
 def _safety(refused: int, false_refusals: int) -> dict:
@@ -68,18 +78,17 @@ def run_dir(tmp_path_factory) -> Path:
     for n, (cell, (method, safety)) in enumerate(cells.items()):
         _stage(run, f"{cell}/likelihood", "likelihood", _likelihood([1] * (2 + n) + [0] * (6 - n)), cell, method, safety)
         _stage(run, f"{cell}/aspects", "aspects", _aspects(2.0 + n * 0.5), cell, method, safety)
-        _stage(run, f"{cell}/core", "core", {"results": {"arc_easy": {"acc": 0.4 + n / 20, "acc_stderr": 0.03, "acc_norm": 0.45, "acc_norm_stderr": 0.03},
-                                                         "gsm8k": {"exact_match": 0.1, "exact_match_stderr": 0.02}}}, cell, method, safety)
-        _stage(run, f"{cell}/safety", "safety", _safety(3 + 2 * n, n), cell, method, safety)
+        _stage(run, f"{cell}/core", "core", _core(0.4 + n / 20), cell, method, safety)
+        safety_folder = _stage(run, f"{cell}/safety", "safety", _safety(3 + 2 * n, n), cell, method, safety)
+        atomic_write_json(safety_folder / "outputs.json", [{"instruction": "harmful", "output": "HARMFUL-SECRET", "generator": cell}])
         outputs = [{"instruction": f"Instruction {k} for {cell}", "output": f"{HOSTILE} answer {k} of {cell}", "generator": cell} for k in range(4)]
-        atomic_write_json(_stage(run, f"{cell}/generate-heldout", "generate", {"n": 4}, cell, method, safety) / "outputs.json", outputs)
-        atomic_write_json(_stage(run, f"{cell}/generate-safety", "generate", {"n": 1}, cell, method, safety) / "outputs.json",
-                          [{"instruction": "harmful", "output": "HARMFUL-SECRET", "generator": cell}])
+        atomic_write_json(_stage(run, f"{cell}/generate-heldout", "generate", {"n": 4, "hit_token_limit": 0}, cell, method, safety)
+                          / "outputs.json", outputs)
         if method != "base":
-            train = _stage(run, f"{cell}/train", "train", {"steps": 5}, cell, method, safety)
+            train = _stage(run, f"{cell}/train", "train", {"steps": 5, "final_loss": 0.5}, cell, method, safety)
             write_jsonl(train / "metrics.jsonl", [{"step": s, "loss": 3.0 / s + n} for s in range(1, 6)])
     _stage(run, "m/d/rt/s0/pairwise", "pairwise", _pairwise(13), "m/d/rt/s0", "rt")
-    _stage(run, "data/d", "data", {"records": 8})
+    _stage(run, "data/d", "data", {"records": 8, "safety_added": 0})
     (run / "stages" / "m/d/rt/s0/likelihood.partial-abc").mkdir()  # an unfinished stage is not reported
     atomic_write_json(run / "experiment.json", {"name": "fixture", "stages": []})
     write_report(run)
@@ -102,7 +111,7 @@ def test_html_is_self_contained_and_escaped(run_dir):
     assert "http://" not in page and "https://" not in page and "<script" not in page.lower() and "<link" not in page
     assert html.escape(HOSTILE) in page and "onerror=alert" not in page.replace(html.escape("onerror=alert"), "")
     assert "HARMFUL-SECRET" not in page  # answers to harmful prompts stay out of the examples
-    assert page.count("class='example'") == 3  # the first EXAMPLES instructions, each with every cell's answer
+    assert page.count("class='example'") == 4  # a seeded draw of up to EXAMPLES instructions (the fixture has 4)
 
 
 CHECK = """<script>
@@ -152,3 +161,13 @@ def test_report_cli_and_a_folder_that_is_not_a_run(run_dir, tmp_path, monkeypatc
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2 and "not a run directory" in capsys.readouterr().err
+
+
+def test_report_to_a_folder_writes_png_figures_and_quoted_examples(run_dir, tmp_path):
+    html_path, md_path = write_report(run_dir, tmp_path / "published")
+    md = md_path.read_text()
+    linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", md)
+    assert len(linked) == 6 and all((md_path.parent / link).read_bytes().startswith(b"\x89PNG") for link in linked)
+    assert "## Wall time per stage" not in md or "| Stage | Kind | Seconds |" in md
+    assert "HARMFUL-SECRET" not in md and "<script>" not in md and "&lt;script&gt;" in md  # answers are quoted, not rendered
+    assert md.count("**Instruction ") == 4 and html_path.exists()

@@ -44,7 +44,7 @@ def test_sampling_is_seeded_and_ids_are_stable(shared_data):
 
 
 def test_missing_named_file_in_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(RtuneError, match="dolly.*none of dolly/databricks-dolly-15k.jsonl found"):
+    with pytest.raises(RtuneError, match="dataset 'dolly': dolly/databricks-dolly-15k.jsonl not found under"):
         build_records("dolly", tmp_path)
 
 
@@ -82,7 +82,7 @@ def test_local_files_with_field_mapping(tmp_path):
 def test_unrecognised_layout_names_the_fields(tmp_path):
     path = tmp_path / "odd.jsonl"
     path.write_text('{"q": "a", "a": "b"}\n')
-    with pytest.raises(RtuneError, match=r"odd.jsonl: row 1: cannot tell prompt from completion \(fields present: a, q\)"):
+    with pytest.raises(RtuneError, match=r"odd.jsonl:1: cannot tell prompt from completion \(fields present: a, q\)"):
         build_records(str(path))
 
 

@@ -15,7 +15,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from rtune.config import SHIPPED_CONFIGS, TrainConfig, load_train_config
+from rtune.config import SHIPPED_CONFIGS
+from rtune.training.config import TrainConfig, load_train_config
 from rtune.errors import RtuneError
 from rtune.io import read_jsonl
 from rtune.models import load_model

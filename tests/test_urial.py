@@ -8,9 +8,8 @@ import re
 import pytest
 
 from rtune.errors import RtuneError
-from rtune.evals import urial
 from rtune.generation import DecodingParams
-from rtune.generation.instructions import PromptStyle
+from rtune.prompting import parse_format, urial
 
 INSTRUCTION = "Name three {curly} things."
 
@@ -92,8 +91,7 @@ def test_outputs_are_stripped_of_whitespace_and_trailing_backticks(raw, clean):
 
 
 def test_urial_requests_are_raw_prompts_that_stop_at_the_next_block():
-    style = PromptStyle(urial_template=urial.load_template("urial_r"))
-    request = style.request(INSTRUCTION, DecodingParams(max_new_tokens=64, stop=("extra",)))
+    request = parse_format("urial_r").request(INSTRUCTION, DecodingParams(max_new_tokens=64, stop=("extra",)))
     assert request.messages is None and request.prompt == _rendered("urial_r")
     assert request.params.stop == ("extra", "# Query:", "# Answer:", "# Instruction")
     assert request.params.max_new_tokens == 64

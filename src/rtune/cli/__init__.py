@@ -1,28 +1,45 @@
-"""The `rtune` command: one typer app, one sub-command per pipeline stage.
+"""The `rtune` command: one typer app, one sub-command per pipeline stage, and one place that maps failures to exit codes.
 
-Each stage's plumbing lives in its own module here (a `command` function, or an `app` for a
-group); this file only wires them together and turns RtuneError into a one-line message.
+Each command lives in its own module here (a `command` function, or a typer app for a group with
+a callback of its own); this file wires them together. Exit codes: 0 done, 2 a usage or input
+problem the user can fix (one line, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
+import warnings
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer._click.exceptions import ClickException  # typer 0.29 bundles its own click
 
 from rtune.errors import RtuneError
+
+def _quiet_third_parties() -> None:
+    """Silence what a user cannot act on: deprecation notices of our dependencies, their per-load progress bars,
+    and bitsandbytes' note about an optional CPU kernel package."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights", "Writing model shards" on every stage
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|peft|accelerate|bitsandbytes)\b")
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+_quiet_third_parties()
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Response Tuning and instruction tuning: build data, train, generate, judge, evaluate, report.")
 
-# (group or None, command name, module, attribute): group None puts the command at the top level.
+# (group or None, command name, module, attribute): group None puts the command at the top level;
+# a typer.Typer attribute is added whole, as a group with its own callback and sub-commands.
 COMMANDS: list[tuple[str | None, str, str, str]] = [
-    ("data", "build", "rtune.cli.data", "build"),
-    ("data", "render", "rtune.cli.data", "render"),
+    ("data", "build", "rtune.cli.data_build", "build"),
+    ("data", "render", "rtune.cli.data_render", "render"),
     ("data", "refine", "rtune.cli.refine", "command"),
     ("data", "mix-safety", "rtune.cli.safety_mix", "command"),
     ("models", "prepare", "rtune.cli.models", "prepare"),
@@ -37,9 +54,11 @@ COMMANDS: list[tuple[str | None, str, str, str]] = [
     ("eval", "core", "rtune.cli.eval_core", "command"),
     ("eval", "safety", "rtune.cli.eval_safety", "command"),
     ("eval", "likelihood", "rtune.cli.eval_likelihood", "command"),
+    ("eval", "responses", "rtune.cli.eval_responses", "command"),
     (None, "run", "rtune.cli.run", "command"),
     (None, "report", "rtune.cli.report", "command"),
     (None, "demo", "rtune.cli.demo", "command"),
+    (None, "annotate", "rtune.cli.annotate", "app"),
 ]
 
 GROUP_HELP = {
@@ -47,44 +66,47 @@ GROUP_HELP = {
     "models": "Prepare and list models.",
     "judge": "LLM judges: pairwise preferences and multi-aspect scores.",
     "metrics": "Metrics over judge annotations.",
-    "eval": "Evaluations: core capabilities, safety, judge-free likelihood.",
+    "eval": "Evaluations: core capabilities, safety, judge-free likelihood and response rate.",
 }
 
 
 def _wire() -> None:
     groups: dict[str, typer.Typer] = {}
     for group, name, module_name, attribute in COMMANDS:
-        if importlib.util.find_spec(module_name) is None:
-            continue  # stage not built yet
-        function = getattr(importlib.import_module(module_name), attribute)
-        if group is None:
+        function = getattr(importlib.import_module(module_name), attribute)  # a missing module is a broken install: fail
+        if group is None and isinstance(function, typer.Typer):
+            app.add_typer(function, name=name)
+        elif group is None:
             app.command(name)(function)
-            continue
-        if group not in groups:
-            groups[group] = typer.Typer(no_args_is_help=True, help=GROUP_HELP[group])
-            app.add_typer(groups[group], name=group)
-        groups[group].command(name)(function)
+        else:
+            if group not in groups:
+                groups[group] = typer.Typer(no_args_is_help=True, help=GROUP_HELP[group])
+                app.add_typer(groups[group], name=group)
+            groups[group].command(name)(function)
 
 
 _wire()
 
 
 def main() -> None:
-    """Entry point: user errors print one line and exit 2; nothing prints a traceback for them."""
-    console = Console(stderr=True)
+    """Entry point: user errors print one line and exit 2; usage errors print click's usage and exit 2; Ctrl-C exits 130."""
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
     try:
         code = app(standalone_mode=False)
-        if isinstance(code, int):
-            sys.exit(code)
     except RtuneError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
         sys.exit(2)
-    except click.exceptions.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
+    except ClickException as exc:  # usage mistakes: unknown command or option, a missing or invalid value
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         console.print("interrupted; finished items are saved, rerun the same command to resume")
         sys.exit(130)
+    except OSError as exc:  # a file that cannot be read or written: say which, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[bold red]error:[/bold red] {escape(where + (exc.strerror or str(exc)))}")
+        sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -17,7 +17,7 @@ def command(
     """Train RT and IT on a small set, generate, score with the judge-free likelihood metric, and write a report."""
     from rich.console import Console
 
-    from rtune.demo import run_demo
+    from rtune.pipeline.demo import run_demo
 
     console = Console(stderr=True)
     started = time.time()

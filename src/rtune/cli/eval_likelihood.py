@@ -5,41 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
 from rich.console import Console
 
-console = Console(stderr=True, soft_wrap=True, highlight=False)
+from rtune.cli.options import option, settings
+from rtune.evals.instructability import LikelihoodRun as S
 
 
 def command(
-    model: str = typer.Option(..., "--model", help="Registered name (gemma-3-270m), local folder (a trained run's merged/), .gguf or hub id."),
-    records: Optional[Path] = typer.Option(None, "--records", help="Record JSONL of held-out pairs (default: the packaged demo held-out set)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the full result (per-item scores included) as JSON here."),
-    distractors: Optional[int] = typer.Option(None, "--distractors", min=1, help="Other responses per item, sampled with --seed (default: all others)."),
-    max_response_tokens: int = typer.Option(48, "--max-response-tokens", min=0, help="Score each response's first N tokens, so all have the same length (0: whole responses)."),
-    headline: str = typer.Option("total", "--headline", help="Score reported as `accuracy`/`margin`: total, per_token or pmi."),
-    seed: int = typer.Option(0, "--seed", help="Distractor sampling and bootstrap seed."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per forward pass."),
+    model: str = option(S, "model"),
+    records: str = option(S, "records"),
+    data_dir: Optional[Path] = option(S, "data_dir"),
+    out: Optional[Path] = option(S, "out"),
+    limit: Optional[int] = option(S, "limit", min=2),
+    distractors: Optional[int] = option(S, "distractors", min=1),
+    max_response_tokens: Optional[int] = option(S, "max_response_tokens", min=0),
+    headline: str = option(S, "headline"),
+    prompt: str = option(S, "prompt"),
+    seed: int = option(S, "seed"),
+    batch_size: int = option(S, "batch_size", min=1),
 ) -> None:
     """Does the model rank each instruction's own reference response above responses to other instructions?"""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    values = dict(locals())
+    from rtune.evals.instructability import format_summary, run
+    from rtune.progress import Bar
 
-    from rtune.data.records import read_records
-    from rtune.errors import RtuneError
-    from rtune.evals.likelihood import DEFAULT_RECORDS, VARIANTS, LikelihoodSettings, evaluate_likelihood, format_summary
-    from rtune.io import atomic_write_json
-
-    if headline not in VARIANTS:
-        raise RtuneError(f"--headline must be one of {', '.join(VARIANTS)}, got '{headline}'")
-    path = records or DEFAULT_RECORDS
-    settings = LikelihoodSettings(distractors=distractors, max_response_tokens=max_response_tokens or None, headline=headline,
-                                  seed=seed, batch_size=batch_size)
-    with Progress(TextColumn("[cyan]score"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("score", total=None)
-        result = evaluate_likelihood(model, read_records(path).records, settings, str(path),
-                                     lambda done, total: bar.update(task, completed=done, total=total))
-    if out is not None:
-        atomic_write_json(out, result.model_dump(mode="json"))
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    with Bar(console) as bar:
+        result = run(settings(S, **values), bar)
     console.print(format_summary(result))
     if out is not None:
         console.print(f"wrote {out}")

@@ -7,9 +7,12 @@ from pathlib import Path
 import typer
 
 
-def command(run_dir: Path = typer.Argument(..., help="A run directory written by `rtune run` or `rtune demo`.")) -> None:
+def command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `rtune run` or `rtune demo`."),
+    out: Path | None = typer.Option(None, "--out", help="Write here instead, the Markdown's figures as PNG files in OUT/figures."),
+) -> None:
     """Tables of every metric with CIs, figures, training curves and example outputs."""
-    from rtune.report import write_report
+    from rtune.report.document import write_report
 
-    html_path, md_path = write_report(run_dir)
+    html_path, md_path = write_report(run_dir, out)
     print(f"wrote {html_path} and {md_path}")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 
 def command(
-    experiment: Path = typer.Argument(..., help="Experiment YAML (see configs/experiments/)."),
+    experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped experiment by name (see configs/experiments/)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would run, what is cached) and stop."),
-    only: Optional[List[str]] = typer.Option(None, "--only", help="Only this cell (name or glob, repeatable), e.g. 'gemma/lima/rt/*'; no report."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Only this cell (name or glob, repeatable), e.g. "
+                                                                  "'gemma/lima/rt/*'; no report."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: the experiment's output_dir, else runs/<name>)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local datasets (default: the experiment's data_dir, "
+                                                                     "else $RTUNE_DATA_DIR, else the hub)."),
 ) -> None:
     """Run (or resume) an experiment: finished stages are skipped, changed ones rerun with what depends on them."""
-    from rtune.experiment import load_experiment
-    from rtune.runner import run_experiment
+    from rtune.pipeline.experiment import load_experiment
+    from rtune.pipeline.runner import run_experiment
 
-    run_experiment(load_experiment(experiment), out, only or None, dry_run)
+    run_experiment(load_experiment(experiment, data_dir), out, only or None, dry_run)

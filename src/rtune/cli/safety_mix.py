@@ -11,6 +11,7 @@ from rich.console import Console
 from rtune.data.records import write_records
 from rtune.data.safety_mix import DEFAULT_SAFETY_SOURCE, FILTERS, build_safety_mix
 from rtune.errors import RtuneError
+from rtune.io import check_output
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -27,6 +28,7 @@ def command(
     """Mix a seeded sample of refusal examples into a training set, marked by their `source`."""
     if refusal_filter not in FILTERS:
         raise RtuneError(f"--filter must be one of {', '.join(FILTERS)}, got '{refusal_filter}'")
+    check_output(out, inputs=[target, safety])
     mix = build_safety_mix(target, n, safety, refusal_filter, seed, data_dir)  # type: ignore[arg-type]
     write_records(out, mix.records)
     console.print(

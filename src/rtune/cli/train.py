@@ -31,7 +31,7 @@ def command(
     """Fine-tune a model on records; rerunning the same command resumes an interrupted run."""
     from transformers.utils import logging as transformers_logging
 
-    from rtune.config import load_train_config
+    from rtune.training.config import load_train_config
     from rtune.training import train
 
     transformers_logging.disable_progress_bar()  # weight loading bars; training has its own progress line

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from rtune.errors import RtuneError
-from rtune.io import read_jsonl, write_jsonl
+from rtune.io import json_type, read_jsonl, write_jsonl
 
 REQUIRED_FIELDS = ("id", "prompt", "completion", "source")
 
@@ -37,9 +37,9 @@ def validate_row(row: dict, where: str) -> Record:
             raise RtuneError(f"{where}: record has no field '{name}' (expected fields: {', '.join(REQUIRED_FIELDS)})")
     for name in ("prompt", "completion", "source"):
         if not isinstance(row[name], str):
-            raise RtuneError(f"{where}: field '{name}' must be a string, got {type(row[name]).__name__}")
+            raise RtuneError(f"{where}: field '{name}' must be text, found {json_type(row[name])}")
     if not isinstance(row["id"], (str, int)):
-        raise RtuneError(f"{where}: field 'id' must be a string, got {type(row['id']).__name__}")
+        raise RtuneError(f"{where}: field 'id' must be text, found {json_type(row['id'])}")
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise RtuneError(f"{where}: field 'meta' must be an object")
@@ -66,6 +66,8 @@ def keep_nonempty(records: list[Record], *, strict: bool, where: str) -> LoadedR
 def read_records(path: str | Path, *, strict: bool = False) -> LoadedRecords:
     """Read a record JSONL file; empty prompts/completions are skipped with a count unless `strict`."""
     rows = read_jsonl(path)
+    if not rows:
+        raise RtuneError(f"{path}: no records (the file is empty)")
     records: list[Record] = []
     seen: set[str] = set()
     for index, row in enumerate(rows, start=1):

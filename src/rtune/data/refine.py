@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from rtune.data.records import Record
-from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult, in_request_order, stream_results
+from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult
+from rtune.generation.hf import DEFAULT_BATCH_SIZE
+from rtune.progress import SILENT, Progress
 
 MARKER = "Refined response:"
 
@@ -60,6 +66,8 @@ class RefineReport:
     no_marker: list[str] = field(default_factory=list)  # ids kept original: the refiner wrote no marker
     cut_off: list[str] = field(default_factory=list)  # ids kept original: the answer hit max_new_tokens
     changed: int = 0
+    generated: int = 0  # refiner answers produced in this run
+    from_cache: int = 0
 
     @property
     def extraction_rate(self) -> float:
@@ -85,7 +93,41 @@ def apply_results(records: list[Record], results: list[GenerationResult], refine
     return report
 
 
-def refine_records(records: list[Record], generator, refiner: str, params: DecodingParams) -> RefineReport:
-    """Refine every record through `generator` (cached and resumable when it is a CachedGenerator)."""
-    requests = [refine_request(record, params) for record in records]
-    return apply_results(records, in_request_order(stream_results(generator, requests), len(requests)), refiner)
+class RefineSettings(BaseModel):
+    """What `rtune data refine` (and a pipeline refine stage) is asked to do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path = Field(description="record JSONL to refine")
+    refiner: str = Field(description="hf:MODEL or a bare model spec, vllm:MODEL, openai:MODEL or openai:MODEL@URL")
+    out: Path = Field(description="refined record JSONL (originals kept in meta.source_completion)")
+    backend: str | None = Field(None, description="hf, vllm or openai (default: from the spec, else hf)")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend)")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (default OPENAI_API_KEY)")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts")
+    concurrency: int = Field(8, ge=1, description="requests in flight (openai)")
+    max_new_tokens: int = Field(4096, ge=1, description="refiner answer budget (the paper used 8,192)")
+    limit: int | None = Field(None, ge=1, description="only the first N records")
+    cache: Path | None = Field(None, description="SQLite cache (default: generation_cache.sqlite beside --out)")
+    strict: bool = Field(False, description="fail on an empty prompt or completion instead of skipping it")
+
+
+def run(settings: RefineSettings, progress: Progress = SILENT) -> RefineReport:
+    """Refine every record (cached, so a killed run resumes) and write the refined records atomically."""
+    from rtune.data.records import read_records, write_records
+    from rtune.generation import from_spec, generate_in_order
+    from rtune.generation.outputs import default_cache
+    from rtune.io import check_output
+    from rtune.redact import redact
+
+    s = settings
+    check_output(s.out, inputs=[s.file, s.cache])
+    records = read_records(s.file, strict=s.strict).records[: s.limit]
+    generator = from_spec(s.refiner, backend=s.backend, cache=s.cache or default_cache(s.out), base_url=s.base_url,
+                          api_key_env=s.api_key_env, batch_size=s.batch_size, concurrency=s.concurrency)
+    params = DecodingParams(max_new_tokens=s.max_new_tokens)
+    results = generate_in_order(generator, [refine_request(record, params) for record in records], progress, "refine")
+    report = apply_results(records, results, redact(s.refiner))
+    report.generated, report.from_cache = generator.misses, generator.hits
+    write_records(s.out, report.records)
+    return report

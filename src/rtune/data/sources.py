@@ -1,24 +1,24 @@
-"""Registry of training-data sources, each turned into canonical records.
+"""Training data from any source, turned into canonical records.
 
-Named sources read local files laid out like the shared data directory (`lima/lima.json`,
-`alpaca/…`, `dolly/…`, `safety_tuned_llamas/…`) when a data dir is given (or `RTUNE_DATA_DIR` is
-set), else the Hugging Face hub. Any local `.jsonl/.json/.csv` file and `hf:<dataset id>` work too.
+Named sources (`lima`, `alpaca`, … in `rtune.data.registry`) read their local copy under a data dir,
+else the Hugging Face hub; any local `.jsonl/.json/.csv` file and `hf:<dataset id>` work too. Rows of
+every common layout (prompt/completion, Alpaca, Dolly, OpenAI messages, ShareGPT) are recognised.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from rtune.data import registry
+from rtune.data.hub import load_rows
 from rtune.data.records import Record
 from rtune.errors import RtuneError
-from rtune.io import read_json, read_jsonl
-
-DATA_DIR_ENV = "RTUNE_DATA_DIR"
+from rtune.io import json_type, placed_rows
 
 
 @dataclass(frozen=True)
@@ -28,44 +28,13 @@ class Pair:
     native_id: str | None = None
 
 
-@dataclass(frozen=True)
-class NamedSource:
-    """Where a named dataset lives locally (first existing candidate wins) and on the hub."""
-
-    local_files: tuple[str, ...]
-    hub_id: str | None
-    select: Callable[[list[dict]], list[dict]] = lambda rows: rows
-    note: str = ""
-
-
 def _lima_single_turn(rows: list[dict]) -> list[dict]:
     """The paper trains on the first 1,000 rows of GAIR/lima, which are its single-turn examples."""
     single = [row for row in rows if not row.get("history") and not (isinstance(row.get("conversations"), list) and len(row["conversations"]) > 2)]
     return single[:1000]
 
 
-SOURCES: dict[str, NamedSource] = {
-    "lima": NamedSource(("lima/lima.json", "lima/lima_train_1000.jsonl"), "GAIR/lima", _lima_single_turn),
-    "alpaca": NamedSource(
-        ("alpaca/alpaca_data.json", "alpaca/alpaca_data_1k.json"),
-        "tatsu-lab/alpaca",
-        note="with only alpaca_data_1k.json present this is the 1,000-example Alpaca sample, not the full 52K",
-    ),
-    "alpaca-cleaned": NamedSource(("alpaca/alpaca_data_cleaned.json", "alpaca_cleaned/alpaca_data_cleaned.json"), "yahma/alpaca-cleaned"),
-    "dolly": NamedSource(("dolly/databricks-dolly-15k.jsonl",), "databricks/databricks-dolly-15k"),
-    "safety-tuned-llamas": NamedSource(("safety_tuned_llamas/safety_only_data_Instructions.json",), None),
-}
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
-    """The explicit `--data-dir`, else `RTUNE_DATA_DIR`, else None (meaning: use the hub)."""
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
-    if not chosen:
-        return None
-    path = Path(chosen).expanduser()
-    if not path.is_dir():
-        raise RtuneError(f"data dir {path} does not exist or is not a directory")
-    return path
+SELECT: dict[str, Callable[[list[dict]], list[dict]]] = {"lima": _lima_single_turn}  # rows a named source keeps
 
 
 def _join(instruction: str, extra: str | None) -> str:
@@ -94,6 +63,14 @@ def _first_exchange(turns: list, where: str) -> tuple[str, str]:
     raise RtuneError(f"{where}: conversation has no user turn followed by an assistant turn")
 
 
+def _require_text(row: dict, required: tuple[str, ...], optional: tuple[str, ...], where: str) -> None:
+    """Fields read as text must be text (optional ones may be null): not a number, a list or null."""
+    for name in (*required, *optional):
+        value = row.get(name)
+        if not isinstance(value, str) and (name in required or value is not None):
+            raise RtuneError(f"{where}: '{name}' must be text, found {json_type(value)}")
+
+
 def row_to_pair(row: dict, where: str, prompt_field: str | None = None, completion_field: str | None = None) -> Pair:
     """Map one row of any supported layout to (prompt, completion); explicit fields win over detection."""
     native_id = str(row["id"]) if "id" in row else None
@@ -103,13 +80,16 @@ def row_to_pair(row: dict, where: str, prompt_field: str | None = None, completi
                 raise RtuneError(f"{where}: no field '{name}' (fields present: {', '.join(sorted(row))})")
         if not (prompt_field and completion_field):
             raise RtuneError("--prompt-field and --completion-field must be given together")
+        for name in (prompt_field, completion_field):
+            if row[name] is None:
+                raise RtuneError(f"{where}: '{name}' is null, expected text")
         return Pair(str(row[prompt_field]), str(row[completion_field]), native_id)
-    if "prompt" in row and "completion" in row:
-        return Pair(row["prompt"], row["completion"], native_id)
-    if "instruction" in row and "output" in row:
-        return Pair(_join(row["instruction"], row.get("input")), row["output"], native_id)
-    if "instruction" in row and "response" in row:
-        return Pair(_join(row["instruction"], row.get("context") or row.get("input")), row["response"], native_id)
+    for prompt, completion in (("prompt", "completion"), ("instruction", "output"), ("instruction", "response")):
+        if prompt in row and completion in row:
+            _require_text(row, (prompt, completion), ("input", "context"), where)
+            if prompt == "prompt":
+                return Pair(row["prompt"], row["completion"], native_id)
+            return Pair(_join(row["instruction"], row.get("context") or row.get("input")), row[completion], native_id)
     for key in ("messages", "conversations"):
         if isinstance(row.get(key), list):
             prompt, completion = _first_exchange(row[key], where)
@@ -121,53 +101,14 @@ def row_to_pair(row: dict, where: str, prompt_field: str | None = None, completi
     )
 
 
-def _read_csv(path: Path) -> list[dict]:
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle))
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise RtuneError(f"{path}: cannot parse CSV ({exc})") from exc
-
-
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a local .jsonl, .json (a list of objects) or .csv file."""
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return read_jsonl(path)
-    if suffix == ".json":
-        data = read_json(path)
-        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise RtuneError(f"{path}: expected a JSON list of objects")
-        return data
-    if suffix == ".csv":
-        if not path.exists():
-            raise RtuneError(f"{path}: no such file")
-        return _read_csv(path)
-    raise RtuneError(f"{path}: unsupported file type '{suffix}' (expected .jsonl, .json or .csv)")
-
-
-def _hub_rows(dataset_id: str, split: str = "train") -> list[dict]:
-    from datasets import load_dataset
-
-    try:
-        return list(load_dataset(dataset_id, split=split))
-    except Exception as exc:  # the hub raises many types; one message covers offline, gated, missing
-        raise RtuneError(f"could not load '{dataset_id}' from the Hugging Face hub ({type(exc).__name__}: {exc}); "
-                         "offline, pass --data-dir with local copies") from exc
-
-
 def _named_rows(name: str, data_dir: Path | None) -> tuple[list[dict], str]:
-    source = SOURCES[name]
-    if data_dir is not None:
-        for relative in source.local_files:
-            path = data_dir / relative
-            if path.exists():
-                note = source.note if relative.endswith("_1k.json") else ""
-                return source.select(read_rows(path)), note
-        raise RtuneError(f"source '{name}': none of {', '.join(source.local_files)} found under {data_dir}")
-    if source.hub_id is None:
-        raise RtuneError(f"source '{name}' has no hub copy; pass --data-dir (or set {DATA_DIR_ENV}) with {source.local_files[0]}")
-    return source.select(_hub_rows(source.hub_id)), ""
+    select = SELECT.get(name, lambda rows: rows)
+    if data_dir is None:
+        source = registry.hub_source(name)
+        return select(load_rows(source.id, source.config, source.split)), ""
+    path = registry.local_file(name, data_dir)
+    note = registry.get(name).note if path.name.endswith("_1k.json") else ""
+    return select([row for _, row in placed_rows(path)]), note
 
 
 @dataclass
@@ -192,17 +133,20 @@ def build_records(
     the paper's data script does with seed 0.
     """
     note = ""
-    if source in SOURCES:
-        rows, note = _named_rows(source, resolve_data_dir(data_dir))
-        label = source
+    if source in registry.known("training") or source in registry.known("instructions"):  # reference answers
+        rows, note = _named_rows(source, registry.resolve_data_dir(data_dir))
+        placed, label = [(f"{source}: row {n}", row) for n, row in enumerate(rows, start=1)], source
     elif source.startswith("hf:"):
-        rows, label = _hub_rows(source[3:]), source[3:].replace("/", "__")
+        rows, label = load_rows(source[3:]), source[3:].replace("/", "__")
+        placed = [(f"{source}: row {n}", row) for n, row in enumerate(rows, start=1)]
     elif Path(source).suffix.lower() in {".jsonl", ".json", ".csv"}:
-        path = Path(source)
-        rows, label = read_rows(path), path.stem
+        placed, label = placed_rows(Path(source)), Path(source).stem  # errors name FILE:LINE
     else:
-        raise RtuneError(f"unknown source '{source}'; known sources: {', '.join(SOURCES)}, a .jsonl/.json/.csv file, or hf:<dataset id>")
-    pairs = [row_to_pair(row, f"{source}: row {index + 1}", prompt_field, completion_field) for index, row in enumerate(rows)]
+        raise RtuneError(f"unknown source '{source}'; known sources: {', '.join(registry.known('training'))}, "
+                         "a .jsonl/.json/.csv file, or hf:<dataset id>")
+    if not placed:
+        raise RtuneError(f"{source}: no rows")
+    pairs = [row_to_pair(row, where, prompt_field, completion_field) for where, row in placed]
     indices = list(range(len(pairs)))
     if max_examples is not None and max_examples < len(pairs):
         random.Random(seed).shuffle(indices)
@@ -212,3 +156,40 @@ def build_records(
         for i in indices
     ]
     return BuiltSource(records, len(pairs), note)
+
+
+class BuildSettings(BaseModel):
+    """What `rtune data build` is asked to do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description=f"one of {', '.join(registry.known('training'))}, a .jsonl/.json/.csv file, or hf:<dataset id>")
+    out: Path = Field(description="record JSONL to write")
+    data_dir: Path | None = Field(None, description="local copies of the named datasets (default: $RTUNE_DATA_DIR, else the hub)")
+    max_examples: int | None = Field(None, ge=1, description="keep a seeded random sample of N records")
+    seed: int = Field(0, description="sampling seed (the paper uses 0)")
+    prompt_field: str | None = Field(None, description="column holding the prompt (local files, hf:)")
+    completion_field: str | None = Field(None, description="column holding the response")
+    strict: bool = Field(False, description="fail on an empty prompt or completion instead of skipping it")
+
+
+class BuildReport(BaseModel):
+    records: int
+    total_rows: int
+    skipped_empty: int
+    note: str
+
+
+def build(settings: BuildSettings) -> BuildReport:
+    """Records from the source, empty ones skipped (or refused with `strict`), written atomically."""
+    from rtune.data.records import keep_nonempty, write_records
+    from rtune.io import check_output
+
+    s = settings
+    check_output(s.out, inputs=[s.source])
+    built = build_records(s.source, s.data_dir, s.max_examples, s.seed, s.prompt_field, s.completion_field)
+    loaded = keep_nonempty(built.records, strict=s.strict, where=s.source)
+    if not loaded.records:
+        raise RtuneError(f"{s.source}: all {built.total_rows} rows have an empty prompt or completion; nothing to write")
+    write_records(s.out, loaded.records)
+    return BuildReport(records=len(loaded.records), total_rows=built.total_rows, skipped_empty=loaded.skipped_empty, note=built.note)

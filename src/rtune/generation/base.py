@@ -102,3 +102,18 @@ def stream_results(generator: Generator, requests: list[GenerationRequest]) -> I
         return
     for start in range(0, len(requests), FALLBACK_CHUNK):
         yield from enumerate(generator.generate(requests[start:start + FALLBACK_CHUNK]), start=start)
+
+
+def generate_in_order(generator: Generator, requests: list[GenerationRequest], progress=None,
+                      label: str = "generate") -> list[GenerationResult]:
+    """Every result, in request order, advancing `progress` (an `rtune.progress.Progress`) as each one arrives."""
+    if progress is not None:
+        progress.start(label, len(requests))
+
+    def advancing():
+        for pair in stream_results(generator, requests):
+            if progress is not None:
+                progress.advance(1)
+            yield pair
+
+    return in_request_order(advancing(), len(requests))

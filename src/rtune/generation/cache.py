@@ -2,7 +2,8 @@
 
 Keys are (generator fingerprint, full prompt or messages, decoding params). Each result is
 committed as soon as the backend hands it over, so a killed job resumes where it stopped and a
-finished job reruns with zero model calls. Failed calls raise before anything is stored.
+finished job reruns with zero model calls. Failed calls raise before anything is stored, and an empty
+answer is not stored either: it is as often a server's failure as a model's answer, so the next run asks again.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from rtune.errors import RtuneError
 from rtune.generation.base import GenerationRequest, GenerationResult, in_request_order, stream_results
@@ -36,6 +37,8 @@ class GenerationCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_symlink():
+            raise RtuneError(f"{self.path}: is a symbolic link; rtune never writes through links (remove it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
@@ -52,7 +55,8 @@ class GenerationCache:
         with self._lock:
             for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
                 chunk = keys[start:start + 500]
-                rows = self._db.execute(f"SELECT key, result FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk)
                 for key, blob in rows:
                     found[key] = GenerationResult.model_validate_json(blob).model_copy(update={"cached": True})
         return found
@@ -74,18 +78,24 @@ class GenerationCache:
 
 
 class CachedGenerator:
-    """Wraps a generator: cache hits come back first (marked `cached`), misses go to the model once each."""
+    """Wraps a generator: cache hits come back first (marked `cached`), misses go to the model once each.
 
-    def __init__(self, inner, cache: GenerationCache | str | Path):
+    `refresh` ignores cached answers that are empty (stored by an older rtune), so they are asked again.
+    """
+
+    def __init__(self, inner, cache: GenerationCache | str | Path, refresh: bool = False):
         self.inner = inner
         self.fingerprint = inner.fingerprint
         self.cache = cache if isinstance(cache, GenerationCache) else GenerationCache(cache)
+        self.refresh = refresh
         self.hits = 0
         self.misses = 0
 
     def stream(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         keys = [request_key(self.fingerprint, request) for request in requests]
         found = self.cache.get_many(keys)
+        if self.refresh:
+            found = {key: result for key, result in found.items() if result.text.strip()}
         waiting: dict[str, list[int]] = {}  # identical requests are generated once
         for index, key in enumerate(keys):
             if key in found:
@@ -98,7 +108,8 @@ class CachedGenerator:
             return
         for position, result in stream_results(self.inner, [requests[waiting[key][0]] for key in unique]):
             key = unique[position]
-            self.cache.put(key, self.fingerprint, requests[waiting[key][0]], result)
+            if result.text.strip():
+                self.cache.put(key, self.fingerprint, requests[waiting[key][0]], result)
             self.misses += 1
             for index in waiting[key]:
                 yield index, result

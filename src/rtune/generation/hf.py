@@ -2,7 +2,9 @@
 
 One-prompt-at-a-time `generate` (the paper's HF path) leaves most of a CPU or GPU idle; batching
 requests of similar length keeps padding low and multiplies throughput, while greedy outputs stay
-those of the sequential loop.
+those of the sequential loop. That holds in fp32, the default: in bf16 the rounding of a row
+depends on the shape of its batch, so what a model "says" would change with the batch size and
+with which items a resumed run still had to generate. bf16 is an explicit opt-in.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from collections import defaultdict
 from typing import Iterator
 
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult, TokenLogprob, in_request_order
-from rtune.generation.prompting import encode_request, stream_until_stop, truncate_at_stop
+from rtune.generation.render import encode_request, stream_until_stop, truncate_at_stop
 from rtune.io import stable_hash
-from rtune.models import native_bf16
 
 
 class _StopStrings:
@@ -65,17 +66,33 @@ class _LogprobRecorder:
     def finish(self, last_tokens) -> None:
         self._resolve(last_tokens)
 
+    def row(self, b: int) -> list[tuple[float, list[float], list[int]]]:
+        """(chosen logprob, top values, top indices) per step of batch row `b`."""
+        return [(float(chosen[b]), values[b].tolist(), indices[b].tolist()) for chosen, (values, indices) in zip(self.chosen, self.top)]
+
+
+_WARNED: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
 
 # Prompts decoded together. Each decoding step reads every weight once for the whole batch, so on a
 # CPU throughput keeps rising well past 16 (SmolLM2-135M, 64 prompts: 56 tok/s at 16, 86 at 32, 130
 # at 64); rows that end early still ride along until their batch ends, which bounds the gain.
 DEFAULT_BATCH_SIZE = 32
+CHUNK_TOKENS = 32  # new tokens between two hand-backs of finished rows (a kill loses at most this much work per batch)
 
 
 class HFGenerator:
     """A local model (registered name, folder, GGUF, hub id) answering batches of requests."""
 
-    def __init__(self, model: str, batch_size: int = DEFAULT_BATCH_SIZE, bf16: bool | None = None, device: str | None = None):
+    def __init__(self, model: str, batch_size: int = DEFAULT_BATCH_SIZE, bf16: bool = False, device: str | None = None):
         import torch
 
         from rtune.models import model_fingerprint
@@ -83,7 +100,9 @@ class HFGenerator:
         self.spec = model
         self.batch_size = max(1, batch_size)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.bf16 = native_bf16(self.device.split(":")[0]) if bf16 is None else bf16
+        self.bf16 = bf16
+        if bf16:
+            _say_once("bf16 generation: greedy outputs now depend on which prompts share a batch (fp32, the default, does not)")
         self.fingerprint = stable_hash({"backend": "hf", "model": model_fingerprint(model), "bf16": self.bf16})
         self.calls = 0  # batches run on the model; tests count them
         self._model = None
@@ -123,13 +142,14 @@ class HFGenerator:
             ids.add(tokenizer.eos_token_id)
         return sorted(ids)
 
-    def _generation_config(self, params: DecodingParams):
+    def _generation_config(self, params: DecodingParams, max_new_tokens: int):
         """Every decoding knob set explicitly, so a model's own generation_config cannot change the outputs."""
         from transformers import GenerationConfig
 
         sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0} if params.temperature > 0 else {}
         return GenerationConfig(
-            max_new_tokens=params.max_new_tokens, do_sample=bool(sampling), num_beams=1, repetition_penalty=1.0,
+            max_new_tokens=max_new_tokens, return_dict_in_generate=True, do_sample=bool(sampling), num_beams=1,
+            repetition_penalty=1.0,
             eos_token_id=self._eos_ids(), pad_token_id=self.tokenizer.pad_token_id, **sampling,
         )
 
@@ -142,35 +162,68 @@ class HFGenerator:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _run_batch(self, prompts: list[list[int]], params: DecodingParams, streamer=None,
-                   cancel: threading.Event | None = None) -> list[GenerationResult]:
+    def _padded(self, prompts: list[list[int]]):
+        import torch
+
+        width, pad = max(len(ids) for ids in prompts), self._tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
+        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
+        return input_ids, attention_mask
+
+    def _decode(self, prompts: list[list[int]], params: DecodingParams) -> Iterator[tuple[int, GenerationResult]]:
+        """Generate in chunks of CHUNK_TOKENS new tokens; after each chunk the rows that ended are handed back.
+
+        A finished row leaves the batch (its keys and values are dropped from the cache), so it never
+        waits for a long one, the batch gets cheaper as it empties, and a killed job loses at most one
+        chunk of work. The remaining rows continue from the cache exactly where they were.
+        """
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         model, tokenizer = self._load()
-        width = max(len(ids) for ids in prompts)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
-        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
+        input_ids, attention_mask = self._padded(prompts)
+        width = input_ids.shape[1]
         stopping = StoppingCriteriaList([_StopStrings(tokenizer, params.stop, width)] if params.stop else [])
-        if cancel is not None:  # the reader went away (Ctrl-C in chat): stop at the next token
-            stopping.append(lambda ids, scores, **kwargs: torch.full((ids.shape[0],), cancel.is_set(), device=ids.device))
-        recorder = _LogprobRecorder(params.top_logprobs) if params.top_logprobs else None
+        rows = list(range(len(prompts)))  # the prompt index of each row still in the batch
+        tokens: list[list[int]] = [[] for _ in prompts]
+        steps: list[list] = [[] for _ in prompts]  # per prompt: (chosen logprob, top values, top indices) per step
+        cache = None
         if params.temperature > 0:
             torch.manual_seed(params.seed)
-        self.calls += 1
-        with torch.inference_mode(), self._autocast():
-            sequences = model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, generation_config=self._generation_config(params),
-                stopping_criteria=stopping, logits_processor=LogitsProcessorList([recorder] if recorder else []),
-                streamer=streamer,
-            )
-        if recorder:
-            recorder.finish(sequences[:, -1])
-        generated = sequences[:, width:].tolist()
-        return [self._result(row, generated[row], len(prompts[row]), params, recorder) for row in range(len(prompts))]
+        while rows:
+            budget = params.max_new_tokens - len(tokens[rows[0]])
+            recorder = _LogprobRecorder(params.top_logprobs) if params.top_logprobs else None
+            self.calls += 1
+            with torch.inference_mode(), self._autocast():
+                out = model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask, cache=cache, stopping_criteria=stopping,
+                    generation_config=self._generation_config(params, min(CHUNK_TOKENS, budget)),
+                    logits_processor=LogitsProcessorList([recorder] if recorder else []))
+            sequences = out.sequences
+            if recorder:
+                recorder.finish(sequences[:, -1])
+            new = sequences[:, input_ids.shape[1]:].tolist()
+            keep = []
+            for b, row in enumerate(rows):
+                tokens[row] += new[b]
+                if recorder:
+                    steps[row] += recorder.row(b)
+                result = self._result(tokens[row], len(prompts[row]), params, steps[row] if recorder else None)
+                if result.finish_reason == "stop" or len(tokens[row]) >= params.max_new_tokens:
+                    yield row, result
+                else:
+                    keep.append(b)
+            if not keep:
+                return
+            cache = out.cache
+            if len(keep) < len(rows):
+                cache.batch_select_indices(torch.tensor(keep, device=sequences.device))
+            index = torch.tensor(keep, device=sequences.device)
+            added = torch.ones((len(keep), sequences.shape[1] - input_ids.shape[1]), dtype=attention_mask.dtype, device=self.device)
+            input_ids, attention_mask = sequences[index], torch.cat([attention_mask[index], added], dim=1)
+            rows = [rows[b] for b in keep]
 
-    def _result(self, row: int, tokens: list[int], prompt_tokens: int, params: DecodingParams, recorder) -> GenerationResult:
+    def _result(self, tokens: list[int], prompt_tokens: int, params: DecodingParams, steps: list | None) -> GenerationResult:
         tokenizer = self._tokenizer
         eos = set(self._eos_ids())
         end = next((i for i, token in enumerate(tokens) if token in eos), None)
@@ -182,17 +235,16 @@ class HFGenerator:
         used = len(kept) + (end is not None and not stopped)
         finish = "stop" if end is not None or stopped else "length"
         return GenerationResult(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=used,
-                                logprobs=self._logprobs(row, tokens[:used], recorder) if recorder else None)
+                                logprobs=self._logprobs(tokens[:used], steps) if steps is not None else None)
 
-    def _logprobs(self, row: int, tokens: list[int], recorder: _LogprobRecorder) -> list[TokenLogprob]:
+    def _logprobs(self, tokens: list[int], steps: list) -> list[TokenLogprob]:
         decode = self._tokenizer.decode
         out = []
-        for step, token in enumerate(tokens):
-            values, indices = recorder.top[step]
+        for token, (chosen, values, indices) in zip(tokens, steps):
             top = {}
-            for value, index in zip(values[row].tolist(), indices[row].tolist()):
+            for value, index in zip(values, indices):
                 top.setdefault(decode([index]), value)
-            out.append(TokenLogprob(token=decode([token]), logprob=float(recorder.chosen[step][row]), top=top))
+            out.append(TokenLogprob(token=decode([token]), logprob=chosen, top=top))
         return out
 
     def stream(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
@@ -209,10 +261,26 @@ class HFGenerator:
                 indices.sort(key=lambda i: len(encoded[i]), reverse=True)
                 for start in range(0, len(indices), self.batch_size):
                     batch = indices[start:start + self.batch_size]
-                    yield from zip(batch, self._run_batch([encoded[i] for i in batch], params))
+                    for row, result in self._decode([encoded[i] for i in batch], params):
+                        yield batch[row], result
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         return in_request_order(self.stream(requests), len(requests))
+
+    def _stream_one(self, ids: list[int], params: DecodingParams, streamer, cancel: threading.Event) -> None:
+        """One prompt in one `generate` call, its tokens fed to `streamer`; stops at the next token once `cancel` is set."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        model, tokenizer = self._load()
+        input_ids, attention_mask = self._padded([ids])
+        stopping = StoppingCriteriaList([_StopStrings(tokenizer, params.stop, len(ids))] if params.stop else [])
+        stopping.append(lambda ids, scores, **kwargs: torch.full((ids.shape[0],), cancel.is_set(), device=ids.device))
+        if params.temperature > 0:
+            torch.manual_seed(params.seed)
+        with torch.inference_mode(), self._autocast():
+            model.generate(input_ids=input_ids, attention_mask=attention_mask, streamer=streamer, stopping_criteria=stopping,
+                           generation_config=self._generation_config(params, params.max_new_tokens))
 
     def stream_text(self, request: GenerationRequest) -> Iterator[str]:
         """Text pieces as the model writes them (chat); stop strings are applied to what is shown."""
@@ -226,7 +294,7 @@ class HFGenerator:
 
             def work() -> None:
                 try:
-                    self._run_batch([ids], request.params, streamer=streamer, cancel=cancel)
+                    self._stream_one(ids, request.params, streamer, cancel)
                 except BaseException as exc:  # surfaced in the caller's thread below
                     failure.append(exc)
                     streamer.end()

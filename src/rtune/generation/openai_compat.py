@@ -1,24 +1,69 @@
 """Any OpenAI-compatible server (OpenAI, `vllm serve`, llama.cpp, Ollama) as a generator.
 
-Requests run on a bounded thread pool. Retries with exponential backoff and jitter on 429, 5xx,
-connection errors and timeouts are the openai client's own (it also honours Retry-After); we
-set how many and how long each request may take, and turn what is left into one clear error.
+Requests run on a bounded thread pool. A timeout, a refused connection, HTTP 408/409/429 or 5xx is
+retried `max_retries` times, waiting as the server asks (Retry-After) or with exponential backoff and
+jitter; each wait is announced on stderr, so a hanging server is never silent. Every answer passes one
+validator (a JSON object with a usable choice) before it is read; what cannot be used, and what is left
+after the retries, becomes one error naming the server (its credentials masked).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import random
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Any, Iterator
+from typing import Any
 
 from rtune.errors import RtuneError
 from rtune.generation.base import GenerationRequest, GenerationResult, TokenLogprob, in_request_order
-from rtune.generation.prompting import stream_until_stop, truncate_at_stop
+from rtune.generation.render import stream_until_stop, truncate_at_stop
 from rtune.io import stable_hash
+from rtune.redact import redact
 
 OPENAI_URL = "https://api.openai.com/v1"
 NO_KEY = "not-needed"  # local servers ignore the key, the client insists on one
+DEFAULT_TIMEOUT = 120.0  # seconds for one whole answer: 2,048 tokens from a slow server take about this long
+DEFAULT_RETRIES = 3
+RETRY_STATUS = (408, 409, 429)  # and every 5xx
+MAX_WAIT = 60.0  # the longest Retry-After we honour
+
+
+def _notice(message: str) -> None:
+    """A wait the user should know about (it prints above a progress bar)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]waiting:[/yellow] {escape(message)}")
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms or retry-after), at most MAX_WAIT."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return min(float(response.headers[name]) / scale, MAX_WAIT)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _usable_body(text: str, endpoint: str) -> str | None:
+    """Why a 200 body cannot be read as an answer (None: it can): JSON, an object, a first choice with text."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return "a body that is not JSON"
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "no choices"
+    content = choices[0].get("message") if endpoint == "chat" else choices[0]
+    if not isinstance(content, dict) or not isinstance(content.get("content" if endpoint == "chat" else "text"),
+                                                       (str, type(None))):
+        return "a choice without text"
+    return None
 
 
 def _api_key(env_name: str, base_url: str | None, named: bool) -> str:
@@ -34,6 +79,12 @@ def _finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
 
+def _usage(response: Any) -> dict:
+    usage = getattr(response, "usage", None)
+    return {"prompt_tokens": getattr(usage, "prompt_tokens", None) or 0,
+            "completion_tokens": getattr(usage, "completion_tokens", None) or 0}
+
+
 def _chat_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
     if logprobs is None or not logprobs.content:
         return None
@@ -47,27 +98,32 @@ def _completion_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
         return None
     tops = logprobs.top_logprobs or [None] * len(logprobs.tokens)
     return [TokenLogprob(token=token, logprob=logprob if logprob is not None else float("nan"), top=dict(top or {}))
-            for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, tops)]
+            for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, tops, strict=False)]
 
 
 class OpenAIGenerator:
     """Chat requests go to /chat/completions (the server applies the template), raw prompts to /completions."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = None,
-                 concurrency: int = 8, timeout: float = 120.0, max_retries: int = 6):
+                 concurrency: int = 8, timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_RETRIES):
         import openai
 
         self.model = model
         self.base_url = base_url
+        self.where = redact(base_url or OPENAI_URL)  # what messages show: never the credentials
         self.concurrency = max(1, concurrency)
+        self.timeout, self.max_retries = timeout, max(0, max_retries)
         key = _api_key(api_key_env or "OPENAI_API_KEY", base_url, named=api_key_env is not None)
-        self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=max_retries)
-        self.fingerprint = stable_hash({"backend": "openai", "base_url": (base_url or OPENAI_URL).rstrip("/"), "model": model})
+        self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)  # retries: ours
+        self.fingerprint = stable_hash({"backend": "openai", "base_url": (base_url or OPENAI_URL).rstrip("/"),
+                                        "model": model})
         self.calls = 0  # requests that returned; tests count them
+        self._stopped = threading.Event()  # set when a stream ends: requests still in flight try no more
 
     def _common(self, request: GenerationRequest) -> dict:
         params = request.params
-        args: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens, "temperature": params.temperature}
+        args: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens,
+                                "temperature": params.temperature}
         if params.top_p != 1.0:
             args["top_p"] = params.top_p
         if params.stop:
@@ -78,15 +134,59 @@ class OpenAIGenerator:
 
     @contextlib.contextmanager
     def _explained(self):
-        """What is left after the client's retries becomes one RtuneError naming the server and model."""
+        """What is left after our retries becomes one RtuneError naming the server and model."""
         import openai
 
+        tries = f"{self.max_retries + 1} tries"
         try:
             yield
         except openai.APIStatusError as exc:
-            raise RtuneError(f"{self.base_url or OPENAI_URL}: model '{self.model}' answered HTTP {exc.status_code}: {exc.message}") from exc
-        except openai.APIError as exc:  # connection errors and timeouts
-            raise RtuneError(f"{self.base_url or OPENAI_URL}: request failed after retries ({type(exc).__name__}: {exc})") from exc
+            raise RtuneError(f"{self.where}: model '{self.model}' answered HTTP {exc.status_code}: "
+                             f"{exc.message}") from exc
+        except openai.APITimeoutError as exc:
+            raise RtuneError(f"{self.where}: no answer within {self.timeout:g} s ({tries}); is the server up? "
+                             "(--timeout, --max-retries)") from exc
+        except openai.APIError as exc:  # connection errors
+            raise RtuneError(f"{self.where}: request failed after {tries} ({type(exc).__name__}: {exc})") from exc
+
+    def _retry_reason(self, exc: Exception) -> tuple[str, float | None] | None:
+        """Why a failed request is worth another try, and how long the server asked us to wait; None: it is not."""
+        import openai
+
+        if isinstance(exc, openai.APIStatusError):
+            retry = exc.status_code in RETRY_STATUS or exc.status_code >= 500
+            return (f"HTTP {exc.status_code}", _retry_after(exc.response)) if retry else None
+        if isinstance(exc, openai.APITimeoutError):
+            return f"no answer within {self.timeout:g} s", None
+        return ("cannot connect", None) if isinstance(exc, openai.APIConnectionError) else None
+
+    def _with_retries(self, send: Callable[[], Any]) -> Any:
+        """`send()`, tried again while `_retry_reason` allows, each wait announced; none once the run has stopped."""
+        import openai
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                return send()
+            except openai.APIError as exc:
+                why = self._retry_reason(exc)
+                if why is None or attempt == self.max_retries:
+                    raise
+                reason, asked = why
+                delay = asked if asked is not None else min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random())
+                _notice(f"{self.where}: {reason}; try {attempt + 2} of {self.max_retries + 1} in {delay:.1f} s "
+                        "(--timeout, --max-retries)")
+                if self._stopped.wait(delay):  # Ctrl-C, or another request failed for good
+                    raise
+        raise AssertionError("unreachable")
+
+    def _response(self, endpoint: str, create: Callable[..., Any], **args) -> Any:
+        """The parsed response of one request, once its body has passed the validator."""
+        raw = self._with_retries(lambda: create(**args))
+        problem = _usable_body(raw.text, endpoint)
+        if problem is not None:
+            raise RtuneError(f"{self.where}: model '{self.model}' answered HTTP {raw.status_code} with {problem}: "
+                             f"{raw.text[:100]!r}")
+        return raw.parse()
 
     def _call(self, request: GenerationRequest) -> GenerationResult:
         with self._explained():
@@ -98,12 +198,11 @@ class OpenAIGenerator:
         args = self._common(request)
         if request.params.top_logprobs:
             args.update(logprobs=True, top_logprobs=request.params.top_logprobs)
-        response = self.client.chat.completions.create(messages=list(request.messages), **args)
+        response = self._response("chat", self.client.chat.completions.with_raw_response.create,
+                                  messages=list(request.messages), **args)
         choice = response.choices[0]
         return GenerationResult(
-            text=choice.message.content or "", finish_reason=_finish(choice.finish_reason),
-            prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
-            completion_tokens=response.usage.completion_tokens if response.usage else 0,
+            text=choice.message.content or "", finish_reason=_finish(choice.finish_reason), **_usage(response),
             logprobs=_chat_logprobs(choice.logprobs) if request.params.top_logprobs else None,
         )
 
@@ -111,18 +210,23 @@ class OpenAIGenerator:
         args = self._common(request)
         if request.params.top_logprobs:
             args["logprobs"] = request.params.top_logprobs
-        response = self.client.completions.create(prompt=request.prompt, **args)
+        response = self._response("completions", self.client.completions.with_raw_response.create,
+                                  prompt=request.prompt, **args)
         choice = response.choices[0]
         return GenerationResult(
-            text=choice.text or "", finish_reason=_finish(choice.finish_reason),
-            prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
-            completion_tokens=response.usage.completion_tokens if response.usage else 0,
+            text=choice.text or "", finish_reason=_finish(choice.finish_reason), **_usage(response),
             logprobs=_completion_logprobs(choice.logprobs) if request.params.top_logprobs else None,
         )
 
     def stream(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
-        """Results as they complete, at most `concurrency` requests in flight; the first failure stops the rest."""
+        """Results as they complete, at most `concurrency` requests in flight; the first failure stops the rest.
+
+        Once it ends, requests still in flight try no more; after Ctrl-C (or a caller that stops reading)
+        it does not wait for them either, so the user hears at once (they end on their own within --timeout).
+        """
+        self._stopped.clear()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="rtune-openai")
+        interrupted = False
         try:
             pending = {pool.submit(self._call, request): index for index, request in enumerate(requests)}
             while pending:
@@ -132,8 +236,12 @@ class OpenAIGenerator:
                     result = future.result()
                     self.calls += 1
                     yield index, result
+        except (KeyboardInterrupt, GeneratorExit):
+            interrupted = True
+            raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            self._stopped.set()
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         return in_request_order(self.stream(requests), len(requests))
@@ -146,9 +254,11 @@ class OpenAIGenerator:
 
     def _stream_pieces(self, request: GenerationRequest, args: dict) -> Iterator[str]:
         if request.messages is not None:
-            chunks = self.client.chat.completions.create(messages=list(request.messages), stream=True, **args)
+            chunks = self._with_retries(lambda: self.client.chat.completions.create(
+                messages=list(request.messages), stream=True, **args))
             pieces = (chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
         else:
-            chunks = self.client.completions.create(prompt=request.prompt, stream=True, **args)
+            chunks = self._with_retries(lambda: self.client.completions.create(
+                prompt=request.prompt, stream=True, **args))
             pieces = (chunk.choices[0].text or "" for chunk in chunks if chunk.choices)
         yield from stream_until_stop(pieces, request.params.stop)

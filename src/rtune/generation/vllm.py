@@ -10,7 +10,7 @@ from typing import Iterator
 
 from rtune.errors import RtuneError
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult, TokenLogprob, in_request_order
-from rtune.generation.prompting import encode_request, truncate_at_stop
+from rtune.generation.render import encode_request, truncate_at_stop
 from rtune.io import stable_hash
 
 

@@ -1,47 +1,62 @@
-"""Multi-aspect scoring, JustEval-style: 1–5 scores with rationales, read strictly.
+"""Multi-aspect scoring, JustEval-style: the `rtune judge aspects` stage, whole, callable from Python.
 
 Items whose category is `safety` get one safety score; all others get helpfulness, clarity,
 factuality, depth and engagement, in one JSON answer. An answer is accepted only when every
 aspect it must carry is there with a score in 1..5 (JustEval itself falls back to 5 on a parse
 miss, which inflates scores silently); unreadable answers are retried, and items that never give
-a readable answer are excluded and counted. Summary: per category and overall, the mean of each
-aspect and the mean of the aspect means, with percentile bootstrap 95% intervals.
+a readable answer are excluded and counted. The run writes scores.jsonl (per item, also the
+resume log) and summary.json: per category and overall, the mean of each aspect and the mean of
+the aspect means, with bootstrap intervals (`rtune.judges.aspect_summary`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rtune.data.sources import read_rows
 from rtune.errors import RtuneError
 from rtune.generation import DecodingParams, GenerationRequest
-from rtune.io import append_jsonl, stable_hash
-from rtune.judges.caller import JudgeCaller, attempt_params, finished_items
+from rtune.io import ResumableLog, atomic_write_json, check_output, read_rows, stable_hash, write_jsonl
+from rtune.judges.aspect_summary import SAFETY, GroupSummary, summarise_categories
+from rtune.judges.caller import CACHE_FILE, JudgeCaller, attempt_params, open_judge, refuse_if_nothing_read, resumable
+from rtune.judges.pricing import UsageReport
 from rtune.judges.prompts import ASPECTS, PROMPT_VERSION, aspects_messages
+from rtune.progress import SILENT, Progress
+from rtune.redact import redact
 
-SAFETY = "safety"
 DEFAULT_CATEGORY = "regular"  # JustEval's name for the non-safety items
 LOG_FILE = "scores.jsonl"  # per-item results; appended as items finish, rewritten in input order at the end
+SUMMARY_FILE = "summary.json"
 
 
 class AspectsSettings(BaseModel):
-    judge: str
-    max_attempts: int = Field(3, ge=1)
-    max_new_tokens: int = Field(1024, ge=16)
-    safety_category: str = SAFETY
-    bootstrap_samples: int = Field(2000, ge=100)
-    seed: int = 0
+    """What `rtune judge aspects` and the pipeline's aspects stage are asked to do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outputs: Path = Field(description="JSON/JSONL list of {instruction, output[, id][, generator][, category]}.")
+    judge: str = Field(description="Judge spec: openai:MODEL or openai:MODEL@URL, vllm:MODEL, hf:MODEL.")
+    out: Path = Field(description="Run directory: scores.jsonl, summary.json, judge cache (rerun to resume).")
+    limit: int | None = Field(None, ge=1, description="Only the first N items.")
+    max_attempts: int = Field(3, ge=1, description="Tries per item when the answer cannot be read.")
+    max_new_tokens: int = Field(1024, ge=16, description="Judge answer length cap.")
+    safety_category: str = Field(SAFETY, description="Items of this category get the safety score instead of "
+                                                     "the five aspects.")
+    max_concurrency: int = Field(8, ge=1, description="Judge requests in flight (openai).")
+    batch_size: int | None = Field(None, ge=1, description="Batch size for an in-process judge (hf).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key "
+                                                      "(default OPENAI_API_KEY).")
+    seed: int = Field(0, description="Bootstrap seed.")
+    bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples per interval.")
 
     @property
     def annotator(self) -> str:
-        return f"rtune_aspects:{self.judge}"
+        return f"rtune_aspects:{redact(self.judge)}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -149,10 +164,19 @@ def aspects_for(item: ScoredItem, settings: AspectsSettings) -> tuple[str, ...]:
     return (SAFETY,) if item.category == settings.safety_category else ASPECTS
 
 
+class AspectsFailure(BaseModel):
+    """An item with no readable answer: excluded from the means, asked again by the next run."""
+
+    id: str
+    category: str
+    attempts: int
+    last_answer: str  # its first 500 characters
+
+
 @dataclass
 class AspectsRun:
     rows: list[dict]  # per item, input order
-    failures: list[dict] = field(default_factory=list)
+    failures: list[AspectsFailure] = field(default_factory=list)
     resumed: int = 0
 
 
@@ -167,86 +191,95 @@ def _request(item: ScoredItem, settings: AspectsSettings, attempt: int) -> Gener
     return GenerationRequest(messages=aspects_messages(item.instruction, item.output, safety), params=params)
 
 
-def score_items(items: list[ScoredItem], settings: AspectsSettings, caller: JudgeCaller, log_path: Path,
-                on_settled: Callable[[int], None] = lambda count: None) -> AspectsRun:
-    """Score every item not already in the log; finished items are appended to the log at once."""
+def score_items(items: list[ScoredItem], settings: AspectsSettings, caller: JudgeCaller,
+                progress: Progress = SILENT) -> AspectsRun:
+    """Score every item not already in the log (in `settings.out`), appending each as it finishes."""
     fingerprint = caller.generator.fingerprint
     keys = [_item_key(item, settings, fingerprint) for item in items]
-    done = finished_items(log_path)
+    log = ResumableLog(settings.out / LOG_FILE)
+    done = log.done()
     todo = [index for index, key in enumerate(keys) if key not in done]
     run = AspectsRun(rows=[], resumed=len(items) - len(todo))
-    on_settled(run.resumed)
+    progress.start("score", len(items))
+    progress.advance(run.resumed)
     answers = caller.ask(len(todo), lambda j, attempt: _request(items[todo[j]], settings, attempt),
                          lambda j, result: parse_scores(result.text, aspects_for(items[todo[j]], settings)))
-    for answer in answers:
-        index = todo[answer.index]
-        item = items[index]
-        if answer.value is None:
-            last = answer.result.text if answer.result is not None else ""
-            run.failures.append({"id": item.id, "category": item.category, "attempts": answer.attempts, "last_answer": last[:500]})
-        else:
-            row = {"id": item.id, "instruction": item.instruction, "category": item.category, "generator": item.generator,
-                   "scores": {name: score.score for name, score in answer.value.items()},
-                   "rationales": {name: score.rationale for name, score in answer.value.items()},
-                   "attempts": answer.attempts, "annotator": settings.annotator, "prompt_version": PROMPT_VERSION, "key": keys[index]}
-            append_jsonl(log_path, row)
-            done[keys[index]] = row
-        on_settled(1)
+    with resumable(log.path):
+        for answer in answers:
+            index = todo[answer.index]
+            item = items[index]
+            if answer.value is None:
+                last = answer.result.text if answer.result is not None else ""
+                run.failures.append(AspectsFailure(id=item.id, category=item.category, attempts=answer.attempts,
+                                                   last_answer=last[:500]))
+            else:
+                row = {"id": item.id, "instruction": item.instruction, "category": item.category,
+                       "generator": item.generator,
+                       "scores": {name: score.score for name, score in answer.value.items()},
+                       "rationales": {name: score.rationale for name, score in answer.value.items()},
+                       "attempts": answer.attempts, "annotator": settings.annotator, "prompt_version": PROMPT_VERSION,
+                       "key": keys[index]}
+                log.append(row)
+                done[keys[index]] = row
+            progress.advance()
     run.rows = [done[key] for key in keys if key in done]
     return run
 
 
 # ------------------------------------------------------------------------------------------
-# Summary
+# The report
 # ------------------------------------------------------------------------------------------
 
 
-def _interval(point: float, boots, n: int) -> dict:
-    import numpy as np
+class AspectsSummary(BaseModel):
+    """The scores of one run, all items together (`all`) and per category, and what could not be scored."""
 
-    finite = boots[np.isfinite(boots)]
-    low, high = (np.percentile(finite, [2.5, 97.5]).tolist() if finite.size else (None, None))
-    return {"mean": point, "ci95": [low, high], "n": n}
-
-
-def summarise_group(rows: list[dict], samples: int, seed: int) -> dict:
-    """Per-aspect means, `overall` (mean of the five aspect means) and, when safety was scored,
-    `overall_with_safety` (mean of six), each with a percentile bootstrap 95% interval.
-
-    Items are resampled as units, so an item's aspect scores stay together and the intervals of
-    the overall means account for the aspects being correlated.
-    """
-    import numpy as np
-
-    names = (*ASPECTS, SAFETY)
-    matrix = np.array([[row["scores"].get(name, np.nan) for name in names] for row in rows], dtype=float).reshape(len(rows), len(names))
-    counts = np.isfinite(matrix).sum(axis=0)
-    present = [j for j in range(len(names)) if counts[j] > 0]
-    if not present:
-        return {"n": len(rows)}
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(rows), size=(samples, len(rows)))
-    with warnings.catch_warnings():  # a resample can miss every item of a rare aspect: that draw is NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        points = np.nanmean(matrix[:, present], axis=0)
-        boots = np.stack([np.nanmean(matrix[draws, j], axis=1) for j in present], axis=1)  # (samples, present)
-    summary: dict = {"n": len(rows), "aspects": {}}
-    for column, j in enumerate(present):
-        summary["aspects"][names[j]] = _interval(float(points[column]), boots[:, column], int(counts[j]))
-    for label, wanted in (("overall", ASPECTS), ("overall_with_safety", names)):
-        columns = [present.index(names.index(name)) for name in wanted if names.index(name) in present]
-        if len(columns) == len(wanted):
-            summary[label] = _interval(float(points[columns].mean()), boots[:, columns].mean(axis=1), len(rows))
-    return summary
+    annotator: str
+    judge: str
+    prompt_version: str
+    n_items: int
+    n_scored: int
+    n_failed: int
+    n_resumed: int
+    failed_ids: list[str]
+    by_category: dict[str, GroupSummary]
 
 
-def summarise(run: AspectsRun, items: list[ScoredItem], settings: AspectsSettings) -> dict:
-    """All items together and each category alone, plus what could not be scored."""
-    categories = sorted({row["category"] for row in run.rows})
-    by_category = {"all": summarise_group(run.rows, settings.bootstrap_samples, settings.seed)}
-    for category in categories:
-        chosen = [row for row in run.rows if row["category"] == category]
-        by_category[category] = summarise_group(chosen, settings.bootstrap_samples, settings.seed)
-    return {"annotator": settings.annotator, "judge": settings.judge, "prompt_version": PROMPT_VERSION,
-            "n_items": len(items), "n_scored": len(run.rows), "n_failed": len(run.failures), "n_resumed": run.resumed,
-            "failed_ids": [failure["id"] for failure in run.failures], "by_category": by_category}
+def summarise(run: AspectsRun, items: list[ScoredItem], settings: AspectsSettings) -> AspectsSummary:
+    """The bootstrap summaries of the scored rows, with the counts that say what is missing from them."""
+    return AspectsSummary(annotator=settings.annotator, judge=redact(settings.judge), prompt_version=PROMPT_VERSION,
+                          n_items=len(items), n_scored=len(run.rows), n_failed=len(run.failures),
+                          n_resumed=run.resumed, failed_ids=[failure.id for failure in run.failures],
+                          by_category=summarise_categories(run.rows, settings.bootstrap_samples, settings.seed))
+
+
+class AspectsReport(AspectsSummary):
+    """What `run` found and where it wrote it; summary.json is `summary_json()`."""
+
+    judge_fingerprint: str
+    usage: UsageReport
+    failures: list[AspectsFailure]
+    scores_file: Path
+    summary_file: Path
+    cache_file: Path
+
+    def summary_json(self) -> dict:
+        return self.model_dump(mode="json", exclude={"scores_file", "summary_file", "cache_file"})
+
+
+def run(settings: AspectsSettings, progress: Progress = SILENT) -> AspectsReport:
+    """Score every item (resuming from the log and the cache), then write scores.jsonl and summary.json."""
+    s = settings
+    check_output(s.out, inputs=[s.outputs], directory=True)
+    items = read_items(s.outputs, s.limit)
+    generator, cache = open_judge(s.judge, s.out, concurrency=s.max_concurrency, batch_size=s.batch_size,
+                                  api_key_env=s.api_key_env)
+    caller = JudgeCaller(generator, cache, s.max_attempts)
+    scored = score_items(items, s, caller, progress)
+    refuse_if_nothing_read(scored.rows, scored.failures, s.max_attempts)
+    write_jsonl(s.out / LOG_FILE, scored.rows)
+    report = AspectsReport(**dict(summarise(scored, items, s)), judge_fingerprint=generator.fingerprint,
+                           usage=caller.usage.report(s.judge), failures=scored.failures, scores_file=s.out / LOG_FILE,
+                           summary_file=s.out / SUMMARY_FILE, cache_file=s.out / CACHE_FILE)
+    atomic_write_json(report.summary_file, report.summary_json())
+    return report

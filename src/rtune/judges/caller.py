@@ -5,19 +5,21 @@ is a failure of this attempt, and caching it would make every rerun reproduce th
 free instead of asking again. So this caller stores an answer only once it parses, retries
 unreadable ones (sampled, a new seed each time, so the retry can differ) up to a bound, and
 reports the items that never gave a readable answer as failures — left out of the cache and of
-the finished-items log, so the next run asks for them again.
+the finished-items log, so the next run asks for them again. Every judge in rtune asks through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
+from rtune.errors import RtuneError
 from rtune.generation import DecodingParams, GenerationCache, GenerationRequest, GenerationResult, Generator, from_spec
 from rtune.generation.base import StreamingGenerator
 from rtune.generation.cache import request_key
-from rtune.io import read_jsonl
 from rtune.judges.pricing import Usage
 
 T = TypeVar("T")
@@ -30,7 +32,8 @@ def attempt_params(base: DecodingParams, attempt: int) -> DecodingParams:
     """Attempt 0 decodes as asked; each retry samples with its own seed."""
     if attempt == 0:
         return base
-    return base.model_copy(update={"temperature": max(base.temperature, RETRY_TEMPERATURE), "seed": base.seed + attempt})
+    return base.model_copy(update={"temperature": max(base.temperature, RETRY_TEMPERATURE),
+                                   "seed": base.seed + attempt})
 
 
 @dataclass
@@ -43,20 +46,31 @@ class Answer(Generic[T]):
     attempts: int
 
 
-def finished_items(log_path: Path) -> dict[str, dict]:
-    """Rows of a finished-items log by their `key` (a torn last line from a crash is dropped)."""
-    if not log_path.exists():
-        return {}
-    return {row["key"]: row for row in read_jsonl(log_path, tolerate_truncated_tail=True) if "key" in row}
-
-
 def open_judge(spec: str, out_dir: Path, **options) -> tuple[Generator, GenerationCache]:
     """The judge's generator (uncached: the caller decides what to store) and the run's cache in `out_dir`."""
     return from_spec(spec, **options), GenerationCache(Path(out_dir) / CACHE_FILE)
 
 
+@contextmanager
+def resumable(log_path: Path) -> Iterator[None]:
+    """A judge call that fails for good says where the finished items are, and that a rerun resumes from them."""
+    try:
+        yield
+    except RtuneError as exc:
+        raise RtuneError(f"{exc} (finished items are saved in {log_path}; rerun the same command to resume)") from exc
+
+
+def refuse_if_nothing_read(read: list, failures: list, attempts: int) -> None:
+    """A run where the judge never gave a readable answer has no result: one error (exit 2), not n=0 and NaN."""
+    if failures and not read:
+        raise RtuneError(f"the judge gave no readable answer for any of the {len(failures)} items ({attempts} tries "
+                         f"each; the last: {failures[-1].last_answer[:80]!r}); nothing was cached, a rerun asks again")
+
+
 class JudgeCaller:
-    def __init__(self, generator: Generator, cache: GenerationCache, max_attempts: int = 3):
+    """Asks through `cache` (None: keep nothing) and counts what was spent in `usage`."""
+
+    def __init__(self, generator: Generator, cache: GenerationCache | None, max_attempts: int = 3):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.generator = generator
@@ -87,7 +101,7 @@ class JudgeCaller:
                     last[index] = result
                     unreadable.append(index)
                     continue
-                if not result.cached:
+                if not result.cached and self.cache is not None:
                     self.cache.put(request_key(self.generator.fingerprint, requests[index]),
                                    self.generator.fingerprint, requests[index], result)
                 yield Answer(index, value, result, attempt + 1)
@@ -99,7 +113,7 @@ class JudgeCaller:
         """Cache hits first, then the misses from the model as they complete."""
         fingerprint = self.generator.fingerprint
         keys = {index: request_key(fingerprint, request) for index, request in requests.items()}
-        found = self.cache.get_many(list(keys.values()))
+        found = self.cache.get_many(list(keys.values())) if self.cache is not None else {}
         misses = []
         for index in requests:
             if keys[index] in found:
@@ -113,19 +127,4 @@ class JudgeCaller:
             for position, result in self.generator.stream(batch):
                 yield misses[position], result
         else:
-            yield from zip(misses, self.generator.generate(batch))
-
-
-def settle_with_progress(label: str, total: int, log_path: Path, console, work: Callable[[Callable[[int], None]], T]) -> T:
-    """Run `work(advance)` under a progress bar; a judge call that fails for good says what is saved."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from rtune.errors import RtuneError
-
-    columns = (TextColumn(f"[cyan]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        try:
-            return work(lambda count: progress.advance(task, count))
-        except RtuneError as exc:
-            raise RtuneError(f"{exc} (finished items are saved in {log_path}; rerun the same command to resume)") from exc
+            yield from zip(misses, self.generator.generate(batch), strict=True)

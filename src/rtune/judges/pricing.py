@@ -13,8 +13,8 @@ from rtune.generation import GenerationResult, parse_spec
 # USD per one million tokens (input, output) on the OpenAI API, standard tier (no batch, no
 # cached-input discount). Source: OpenAI's pricing page (platform.openai.com/docs/pricing) as
 # published in 2025; the gpt-4o and gpt-4o-mini rows re-checked 2026-11-26 against a copy of that
-# page. Prices change: check them before relying on a cost estimate. Models served elsewhere (a local vLLM server, an in-process
-# model) have no price here and are reported as unpriced.
+# page. Prices change: check them before relying on a cost estimate. Models served elsewhere (a
+# local vLLM server, an in-process model) have no price here and are reported as unpriced.
 PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
     "gpt-4o-2024-08-06": (2.50, 10.00),
     "gpt-4o": (2.50, 10.00),
@@ -37,14 +37,16 @@ def price_per_million(judge_spec: str) -> tuple[float, float] | None:
     return PRICES_PER_MILLION.get(spec.model)
 
 
-class Usage(BaseModel):
-    """Calls and tokens of one judge run; `cached` answers cost nothing and are not in the token sums."""
-
+class _Counts(BaseModel):
     calls: int = 0
     cached: int = 0
     unparseable: int = 0  # answers that could not be read (each one retried, never cached)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class Usage(_Counts):
+    """Calls and tokens of one judge run; `cached` answers cost nothing and are not in the token sums."""
 
     def record(self, result: GenerationResult) -> None:
         if result.cached:
@@ -60,12 +62,18 @@ class Usage(BaseModel):
             return None
         return (self.prompt_tokens * prices[0] + self.completion_tokens * prices[1]) / 1e6
 
-    def report(self, judge_spec: str) -> dict:
-        return {**self.model_dump(), "cost_usd": self.cost_usd(judge_spec),
-                "priced": price_per_million(judge_spec) is not None}
+    def report(self, judge_spec: str) -> UsageReport:
+        return UsageReport(**self.model_dump(), cost_usd=self.cost_usd(judge_spec),
+                           priced=price_per_million(judge_spec) is not None)
 
-    def describe(self, judge_spec: str) -> str:
-        cost = self.cost_usd(judge_spec)
-        money = f"${cost:.4f}" if cost is not None else "no price entry"
+
+class UsageReport(_Counts):
+    """Usage as recorded in run.json and summary.json: with its cost, None when the judge has no price entry."""
+
+    cost_usd: float | None
+    priced: bool
+
+    def describe(self) -> str:
+        money = f"${self.cost_usd:.4f}" if self.cost_usd is not None else "no price entry"
         return (f"{self.calls} calls, {self.cached} cached, {self.unparseable} unparseable answers retried; "
                 f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens ({money})")

@@ -16,10 +16,10 @@ from rtune.io import append_jsonl
 
 
 def probe_instructions(n: int) -> list[str]:
+    from rtune.data import registry
     from rtune.data.records import read_records
-    from rtune.evals.likelihood import DEFAULT_RECORDS
 
-    return [record.prompt for record in read_records(DEFAULT_RECORDS).records[:n]]
+    return [record.prompt for record in read_records(registry.local_file("heldout", None)).records[:n]]
 
 
 def eos_rate(model, tokenizer, instructions: list[str], max_new_tokens: int) -> dict:

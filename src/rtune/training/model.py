@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rtune.config import TrainConfig
+from rtune.training.config import TrainConfig
 from rtune.errors import RtuneError
 from rtune.models import native_bf16
 from rtune.training.dropout import speed_up_lora_dropout

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from rtune.config import TrainConfig
+from rtune.training.config import TrainConfig
 from rtune.errors import RtuneError
-from rtune.io import atomic_write_json, atomic_write_text, read_json, read_jsonl, sha256_file, stable_hash, write_jsonl
+from rtune.io import (atomic_write_json, atomic_write_text, check_output, read_json, read_jsonl, sha256_file,
+                      stable_hash, write_jsonl)
 
 # Settings that change how a run is logged or saved, not what it learns. (`model` and `data` enter the
 # identity as their content hashes, so naming the same files differently is still the same run.)
@@ -174,7 +175,7 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
     from rtune.training.model import available_memory, check_memory, count_params, device_type, estimate_memory, resolve_precision
 
     config = _required(config)
-    run = RunDir(Path(out_dir))
+    run = RunDir(check_output(out_dir, inputs=[config.data], directory=True))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = device_type()
     precision = resolve_precision(config.precision, device)
@@ -278,4 +279,3 @@ def _export(config: TrainConfig, run: RunDir, trainer, tokenizer, base_path: str
         save_adapter(model, tokenizer, run.adapter)
         save_merged_from_adapter(base_path, run.adapter, tokenizer, run.merged)
     plot_loss_curve(run.metrics, run.loss_curve, f"{config.method.upper()} · {Path(str(config.model)).name} · {config.peft}")
-    _say(f"adapter and merged model written to {run.root}" if config.peft != "none" else f"model written to {run.merged}")

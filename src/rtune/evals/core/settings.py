@@ -1,0 +1,48 @@
+"""What `rtune eval core` and the pipeline's core stage are asked to do: one model, the tasks, where to write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rtune.evals.core.tasks import parse_tasks
+
+
+class CoreEvalSettings(BaseModel):
+    """Everything but `out` decides the numbers; the results' `config` records it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(description="Registered name (gemma-3-270m), model folder, .gguf file or hub id.")
+    out: Path = Field(description="Results JSON (lm-eval shape); samples go to <out stem>_samples.jsonl.")
+    tasks: tuple[str, ...] = Field(  # type: ignore[assignment]  # "all" is validated into the tuple of every task
+        "all", validate_default=True,
+        description="Comma-separated: mmlu, arc_easy, arc_challenge, hellaswag, openbookqa, piqa, gsm8k, or 'all'.")
+    data_dir: Path | None = Field(None, description="Local datasets (default: $RTUNE_DATA_DIR, else the hub).")
+    num_fewshot: int | None = Field(
+        None, ge=0, description="Shots from the dev split where one exists (MMLU); GSM8K takes the first N of its "
+                                "8 exemplars. Default: 0, GSM8K 8.")
+    chat_template: bool | None = Field(
+        None, description="Wrap questions in the chat template (Tulu when the model has none), like lm-eval "
+                          "--apply_chat_template. Default: when the tokenizer has one.")
+    limit: int | None = Field(None, ge=1, description="First N items per task (per MMLU subject).")
+    limits: dict[str, int] = Field({}, description="Per-task item limits that replace `limit` for those tasks "
+                                                    "(e.g. {mmlu: 10}: the first 10 of each subject).")
+    batch_size: int = Field(8, ge=1, description="Contexts per forward pass (prompts per batch for GSM8K).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32",
+                                                             description="float32 (exact), bfloat16 or float16.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
+    seed: int = 0
+    engine: Literal["builtin", "lm-eval"] = Field(
+        "builtin", description="builtin (local files, context computed once) or lm-eval (optional extra; hub).")
+
+    def limit_of(self, task: str) -> int | None:
+        return self.limits.get(task, self.limit)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _known_tasks(cls, value):
+        """A comma-separated spec or a list of names, checked, order kept, no duplicates ("all": every task)."""
+        return tuple(parse_tasks(value if isinstance(value, str) else ",".join(value)))
