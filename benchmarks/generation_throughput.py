@@ -6,10 +6,14 @@
 For each model: the first N AlpacaEval instructions as chat turns (the model's template, Tulu for
 models without one), greedy, M new tokens. Sequential = batch size 1, which is exactly one
 `model.generate` call per prompt (the paper's HF path). Reports tokens/s for both, their ratio,
-and whether every greedy output is identical. Optionally also times the openai backend against
-running OpenAI-compatible servers (`--openai SPEC ...`), or against llama.cpp's server on each
-registered model's GGUF file (`--xllamacpp`, needs `pip install 'rtune[bench]'`; a quantized model,
-so its texts differ and only its speed is comparable). No cache is used: every number is real generation.
+and whether every greedy output is identical. It also prices chunked decoding (finished rows are
+handed back, and cached, every `CHUNK_TOKENS` new tokens, so a kill loses little) against one
+`model.generate` call per batch (`CHUNK_TOKENS` set beyond `--max-new-tokens`): both throughputs and
+their ratio, in the same process; the outputs must be identical, else the script exits 1. Optionally
+also times the openai backend against running OpenAI-compatible servers (`--openai SPEC ...`), or
+against llama.cpp's server on each registered model's GGUF file (`--xllamacpp`, needs
+`pip install 'rtune[bench]'`; a quantized model, so its texts differ and only its speed is comparable).
+No cache is used: every number is real generation.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
+import rtune.generation.hf as hf
+from rtune.data.instructions import load_instructions
 from rtune.generation import DecodingParams, GenerationRequest, from_spec
 from rtune.generation.hf import HFGenerator
-from rtune.data.instructions import load_instructions
 
 
 @dataclass
@@ -54,6 +59,15 @@ def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int) -> 
     print(f"{model}  (precision: {'bf16 autocast' if generator.bf16 else 'fp32'}, {len(requests)} prompts)", flush=True)
     batched = timed(f"hf batched (batch {batch_size})", generator, requests)
     print(line(batched), flush=True)
+    chunk = hf.CHUNK_TOKENS
+    hf.CHUNK_TOKENS = 10**9  # the baseline: one model.generate call per batch, nothing handed back before its end
+    whole = timed("hf batched, one call a batch", generator, requests)
+    hf.CHUNK_TOKENS = chunk
+    print(line(whole), flush=True)
+    print(f"  chunks of {chunk} tokens run at {batched.tokens_per_second / whole.tokens_per_second:.2f}x the speed "
+          f"of one call a batch", flush=True)
+    if batched.texts != whole.texts:
+        raise SystemExit("chunked decoding changed the greedy outputs")
     generator.batch_size = 1
     sequential = timed("hf one prompt at a time", generator, requests)
     print(line(sequential), flush=True)

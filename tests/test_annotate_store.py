@@ -20,7 +20,7 @@ from rtune.annotate.pairs import (
 from rtune.annotate.settings import PairsSource
 from rtune.annotate.store import STORE_FILE, AlreadyJudged, Store
 from rtune.errors import RtuneError
-from rtune.judges.pairwise import model_shown_first
+from rtune.judges.pairs import model_shown_first
 
 
 def _write(path, rows):

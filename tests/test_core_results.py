@@ -63,6 +63,8 @@ LM_EVAL_OUTPUT = {
     "results": {
         "arc_easy": {"alias": "arc_easy", "acc,none": 0.58, "acc_stderr,none": 0.0101, "acc_norm,none": 0.55,
                      "acc_norm_stderr,none": 0.0102},
+        "rtune_arc_challenge": {"alias": "rtune_arc_challenge", "acc,none": 0.28, "acc_stderr,none": 0.0131,
+                                "acc_norm,none": 0.31, "acc_norm_stderr,none": 0.0135},
         "gsm8k_cot_llama": {"alias": "gsm8k_cot_llama", "exact_match,strict-match": 0.1,
                             "exact_match_stderr,strict-match": 0.008,
                             "exact_match,flexible-extract": 0.12, "exact_match_stderr,flexible-extract": "N/A"},
@@ -75,9 +77,12 @@ LM_EVAL_OUTPUT = {
     "versions": {"arc_easy": 1.0, "gsm8k_cot_llama": 4.0},
     "n-shot": {"arc_easy": 0, "gsm8k_cot_llama": 8},
     "n-samples": {"arc_easy": {"original": 2376, "effective": 2376},
+                  "rtune_arc_challenge": {"original": 1172, "effective": 1172},
                   "gsm8k_cot_llama": {"original": 1319, "effective": 1319}},
     "config": {"model": "hf", "model_args": "pretrained=/m,dtype=float32", "batch_size": 8, "limit": None},
-    "samples": {"arc_easy": [{"doc_id": 0, "target": 0, "filtered_resps": [[-1.0, False]], "acc": 1.0,
+    "samples": {"arc_easy": [{"doc_id": 0, "target": 0, "arguments": [["Question: q\nAnswer:", " a"],
+                                                                       ["Question: q\nAnswer:", " bb"]],
+                              "filter": "none", "filtered_resps": [[-1.0, False], [-3.0, False]], "acc": 1.0,
                               "acc_norm": 0.0}]},
     "lm_eval_version": "0.4.13", "chat_template": None, "fewshot_as_multiturn": False,
 }
@@ -92,8 +97,14 @@ def test_lm_eval_output_is_normalised_to_our_shape():
     assert gsm["exact_match_flexible-extract"] == 0.12 and gsm["exact_match_flexible-extract_stderr"] is None
     assert document["n-shot"]["gsm8k"] == 8 and document["groups"]["mmlu"]["acc"] == 0.26
     assert document["config"]["engine"] == "lm-eval" and document["config"]["model"] == "pretrained=/m,dtype=float32"
-    assert samples == [{"task": "arc_easy", "doc_id": 0, "target": 0, "filtered_resps": [[-1.0, False]], "acc": 1.0,
-                        "acc_norm": 0.0}]
+    assert samples == [{"task": "arc_easy", "doc_id": 0, "target": 0, "filter": "none",
+                        "filtered_resps": [[-1.0, False], [-3.0, False]], "acc": 1.0, "acc_norm": 0.0,
+                        "context": "Question: q\nAnswer:", "continuations": [" a", " bb"], "logprobs": [-1.0, -3.0]}]
+    # our local task names lose their prefix; ARC-Easy and ARC-Challenge also count as one ARC, by size
+    assert document["results"]["arc_challenge"]["acc"] == 0.28
+    arc = document["results"]["ai2_arc"]
+    assert arc["acc"] == pytest.approx((0.58 * 2376 + 0.28 * 1172) / 3548) and arc["acc_norm_stderr"] > 0
+    assert document["group_subtasks"]["ai2_arc"] == ["arc_easy", "arc_challenge"] and "ai2_arc" in document["groups"]
 
 
 def test_missing_lm_eval_says_how_to_install(monkeypatch):
@@ -105,5 +116,5 @@ def test_missing_lm_eval_says_how_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_lm_eval)
-    with pytest.raises(RtuneError, match=r"optional 'lm-eval' extra\): pip install lm-eval"):
+    with pytest.raises(RtuneError, match=r"optional 'lm-eval' extra\): pip install 'lm-eval\[hf\]'"):
         import_lm_eval()

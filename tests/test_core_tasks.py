@@ -54,12 +54,12 @@ def test_plain_and_chat_requests(shared_data, tiny_model_dir):
     item = MC_TASKS["mmlu"].load(shared_data)[0]
     shots = MC_TASKS["mmlu"].load_fewshot(shared_data)[:2]
     description = MC_TASKS["mmlu"].description("abstract_algebra")
-    plain = mc_request(item, shots, description, PromptStyle(False))
+    plain = mc_request(item, shots, description, PromptStyle("lm-eval", False))
     assert plain.context == (description + shots[0].text + " " + shots[0].answer + "\n\n"
                              + shots[1].text + " " + shots[1].answer + "\n\n" + item.text)
     assert description == "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
     assert plain.continuations == (" A", " B", " C", " D")
-    chat = mc_request(item, [], "", prompt_style(load_tokenizer(str(tiny_model_dir)), None))
+    chat = mc_request(item, [], "", prompt_style(load_tokenizer(str(tiny_model_dir)), None, "lm-eval"))
     assert chat.context == f"<|user|>\n{item.text}\n<|assistant|>\n"  # the Tulu inference prompt
     assert chat.continuations == ("A", "B", "C", "D")  # lm-eval drops the target delimiter in chat mode
 

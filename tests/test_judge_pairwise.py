@@ -63,7 +63,7 @@ def _run(server, tmp_path, files, mode="weighted", max_attempts=3, **options):
                           concurrency=options.pop("concurrency", 8))
     caller = JudgeCaller(generator, GenerationCache(tmp_path / "out" / CACHE_FILE), max_attempts)
     settings = PairwiseSettings(outputs=files[0], reference=files[1], judge=f"openai:judge@{server.base_url}",
-                                out=tmp_path / "out", mode=mode, **options)
+                                out=tmp_path / "out", annotator="rtune", mode=mode, **options)
     judged = judge_pairs(align(*files).pairs, settings, caller)
     return judged, caller
 
@@ -261,7 +261,8 @@ def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_wri
     model, reference = files
     with OpenAIServer(responder=respond) as server:
         settings = PairwiseSettings(outputs=model, reference=reference, judge=f"openai:judge@{server.base_url}",
-                                    out=tmp_path / "lib", limit=7, max_attempts=2, length_controlled=False)
+                                    annotator="rtune", out=tmp_path / "lib", limit=7, max_attempts=2,
+                                    length_controlled=False)
         progress = Recorder()
         report = pairwise.run(settings, progress)
         assert isinstance(report, PairwiseReport) and progress.started == [("judge", 7)] and progress.advanced == 7
@@ -290,9 +291,9 @@ def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_wri
         assert float(next(csv.DictReader(handle))["win_rate"]) == pytest.approx(75.0)
     recorded = json.loads(report.run_file.read_text())  # from the second run
     assert list(recorded) == ["judge", "mode", "seed", "max_attempts", "top_logprobs", "parsed_max_new_tokens",
-                              "annotator", "judge_fingerprint", "outputs", "reference", "n_compared", "only_in_outputs",
-                              "only_in_reference", "n_annotated", "n_failed", "n_resumed", "usage", "metrics",
-                              "failures"]
+                              "annotator", "prompt_version", "judge_fingerprint", "outputs", "reference",
+                              "n_compared", "only_in_outputs", "only_in_reference", "n_annotated", "n_failed",
+                              "n_resumed", "usage", "metrics", "failures"]
     assert recorded["metrics"] == json.loads(again.metrics.model_dump_json()) and recorded["n_failed"] == 1
     assert recorded["usage"] == again.usage.model_dump() and recorded["outputs"] == str(model)
     assert recorded["failures"] == [failure.model_dump() for failure in again.failures]
@@ -305,6 +306,23 @@ def test_pairwise_settings_reject_what_the_command_would():
         PairwiseSettings(outputs="a.json", reference="b.json", judge="hf:x", out="o", top_logprobs=21)
     with pytest.raises(ValueError, match="unknown"):
         PairwiseSettings(outputs="a.json", reference="b.json", judge="hf:x", out="o", unknown=1)
+
+
+def test_the_annotator_defaults_to_alpaca_eval_2_only_when_it_is_installed(monkeypatch):
+    from rtune.judges import alpaca_eval_annotator
+
+    def settings(**options):
+        return PairwiseSettings(outputs="a.json", reference="b.json", judge="openai:j", out="o", **options)
+
+    monkeypatch.setattr(alpaca_eval_annotator, "installed_version", lambda: "0.6.6")
+    assert settings().annotator == "alpaca_eval_2" and settings().label == "weighted_alpaca_eval_gpt4_turbo:openai:j"
+    assert settings(mode="parsed").annotator == "rtune"  # AlpacaEval's annotator reads log-probabilities only
+    with pytest.raises(RtuneError, match="mode parsed needs annotator rtune"):
+        settings(annotator="alpaca_eval_2", mode="parsed")
+    monkeypatch.setattr(alpaca_eval_annotator, "installed_version", lambda: None)
+    assert settings().annotator == "rtune" and settings().label == "rtune_pairwise_weighted:openai:j"
+    with pytest.raises(RtuneError, match=r'pip install "rtune\[alpaca-eval\]"'):
+        settings(annotator="alpaca_eval_2").protocol()
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -322,7 +340,7 @@ def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, fil
     model, reference = files
     with OpenAIServer(responder=_prefers_model(0.9)) as server:
         args = ["judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
-                "--judge", f"openai:judge@{server.base_url}", "--out", str(out), "--seed", "1"]
+                "--judge", f"openai:judge@{server.base_url}", "--out", str(out), "--seed", "1", "--annotator", "rtune"]
         first = CliRunner().invoke(app, args)
         assert first.exit_code == 0, first.output
         assert f"{N} instructions to compare; 0 only in model.json, 0 only in ref.json" in first.output
@@ -378,7 +396,7 @@ def test_end_to_end_with_an_in_process_judge(tmp_path):
     reference = _write(tmp_path / "ref.json", [{"instruction": q, "output": "I do not know.", "generator": "unhelpful"}
                                                for q in questions])
     args = ["judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
-            "--judge", "hf:smollm2-135m-instruct", "--out", str(tmp_path / "out")]
+            "--judge", "hf:smollm2-135m-instruct", "--out", str(tmp_path / "out"), "--annotator", "rtune"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     annotations = read_annotations(tmp_path / "out" / "annotations.json")
@@ -448,7 +466,7 @@ def test_alpaca_eval_outputs_get_the_length_controlled_win_rate_with_difficulty(
                                           "--outputs", str(folder / "gpt-4-turbo-2024-04-09_model_outputs.json"),
                                           "--reference", str(folder / "gpt4_1106_preview_model_outputs.json"),
                                           "--judge", f"openai:judge@{server.base_url}", "--out", str(out),
-                                          "--limit", "60"])
+                                          "--limit", "60", "--annotator", "rtune"])
     assert result.exit_code == 0, result.output
     assert "60 instructions to compare; 0 only in" in result.output
     metrics = json.loads((out / "run.json").read_text())["metrics"]

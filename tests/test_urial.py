@@ -80,6 +80,34 @@ def test_any_prompt_file_with_the_placeholder_works(tmp_path):
         urial.load_template("urial_x")
 
 
+def test_a_named_prompt_file_is_stripped_and_filled_with_str_format(tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("\n  # Query:\n{instruction}\nKeep {{this}} as braces.\n# Answer:\n\n", encoding="utf-8")
+    template = urial.load_template(str(path))
+    assert template == "# Query:\n{instruction}\nKeep {{this}} as braces.\n# Answer:"  # .strip(), as the paper does
+    assert urial.render(template, "why {x}?") == "# Query:\nwhy {x}?\nKeep {this} as braces.\n# Answer:"
+    path.write_text("{instruction} and {context}", encoding="utf-8")
+    with pytest.raises(RtuneError, match=r"also has \{context\}"):
+        urial.load_template(str(path))
+    path.write_text("{instruction} and a lone {", encoding="utf-8")
+    with pytest.raises(RtuneError, match="Single '{'"):
+        urial.load_template(str(path))
+
+
+PAPER_FILES = ["urial1kv4-4shot.txt", "urial1kv4_r-4shot.txt", "urial-0shot.txt"]
+
+
+@pytest.mark.parametrize("name", PAPER_FILES)
+def test_the_papers_prompt_files_give_the_prompt_its_script_gives(shared_data, name):
+    path = shared_data / "urial" / "response_tuning_prompts" / name
+    # eval/just_eval/run_inference.py: open(args.prompt).read().strip(), then prompt.format(instruction=instruction)
+    expected = path.read_text(encoding="utf-8").strip().format(instruction=INSTRUCTION)
+    request = parse_format(str(path)).request(INSTRUCTION)
+    assert request.prompt == expected and request.messages is None
+    assert request.params.stop == ("# Query:", "# Answer:", "# Instruction")  # the paper's --stop
+    assert expected.startswith("# Query:") == (name == "urial-0shot.txt")  # the paper's 0-shot has no header
+
+
 @pytest.mark.parametrize("raw, clean", [
     ("  Paris is the capital.\n```\n\n", "Paris is the capital."),
     ("Use `print`.\n```", "Use `print`."),

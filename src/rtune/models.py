@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -169,8 +170,16 @@ def ensure_pad_token(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+# What loading an untrusted folder can raise: custom code we will not run, a pickle we will not unpickle.
+LOAD_ERRORS = (OSError, ValueError, pickle.UnpicklingError)
+
+
 def _load_error(spec: str, exc: Exception) -> RtuneError:
-    return RtuneError(f"could not load model '{spec}' ({type(exc).__name__}: {exc})")
+    if isinstance(exc, pickle.UnpicklingError):
+        return RtuneError(f"could not load model '{spec}': its weights are a pickle holding more than tensors, which "
+                          "rtune does not unpickle (it could run code); use a safetensors copy")
+    first = (str(exc).strip().splitlines() or [""])[0]  # transformers' explanations run for lines
+    return RtuneError(f"could not load model '{spec}' ({type(exc).__name__}: {first})")
 
 
 def load_tokenizer(spec: str):
@@ -178,8 +187,8 @@ def load_tokenizer(spec: str):
 
     path = prepare_model(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)  # refused, never asked y/N
+    except LOAD_ERRORS as exc:
         raise _load_error(spec, exc) from exc
     ensure_pad_token(tokenizer)
     return tokenizer
@@ -198,8 +207,8 @@ def load_model(spec: str, dtype=None):
 
             model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as exc:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)
+    except LOAD_ERRORS as exc:
         raise _load_error(spec, exc) from exc
     tokenizer = load_tokenizer(path)
     model.eval()
@@ -211,7 +220,7 @@ def context_length(spec: str) -> int | None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(prepare_model(spec)).get_text_config()
+        config = AutoConfig.from_pretrained(prepare_model(spec), trust_remote_code=False).get_text_config()
     except (OSError, ValueError):
         return None
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):

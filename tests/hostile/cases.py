@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,16 +34,42 @@ class Case:
     args: str
     message: str  # regex searched in the error line (or, for exit 0, in all of stderr)
     code: int = 2
+    notice: str | None = None  # regex a `waiting:` line on stderr must match (a wait the user is told about)
     server: Server | None = None
-    setup: Callable[[Path], None] | None = None
+    setup: Callable[[Path, Path], None] | None = None  # (corpus folder, tiny model folder)
     check: Callable[[Path, object], None] | None = None  # (corpus folder, the server or None)
 
 
-def _link(name: str, run: str = "out/run") -> Callable[[Path], None]:
-    def plant(d: Path) -> None:
+def _link(name: str, run: str = "out/run") -> Callable[[Path, Path], None]:
+    def plant(d: Path, model: Path) -> None:
         (d / run).mkdir(parents=True)
         os.symlink(d / "precious.jsonl", d / run / name)
     return plant
+
+
+class _Payload:
+    """A pickle that runs a command when unpickled: what a hostile `pytorch_model.bin` holds."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _custom_code_model(d: Path, model: Path) -> None:
+    folder = d / "custom_code_model"
+    folder.mkdir()
+    code = {"AutoConfig": "configuration_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (folder / "config.json").write_text(json.dumps({"model_type": "evil", "architectures": ["Evil"], "auto_map": code}))
+    for name in ("configuration_evil.py", "modeling_evil.py"):
+        (folder / name).write_text(f"import pathlib\npathlib.Path({str(d / 'RAN')!r}).write_text('custom code ran')\n")
+
+
+def _pickled_model(d: Path, model: Path) -> None:
+    folder = d / "pickled_model"
+    shutil.copytree(model, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(d / "RAN")))
 
 
 def _no_requests(d: Path, server) -> None:
@@ -68,7 +96,8 @@ def _outputs_written(d: Path, server) -> None:
 GEN = "generate --model {model} --input {d}/instructions.json --out {d}/out/o.json --max-new-tokens 4"
 SERVED = "generate --model openai:m@{url} --input {d}/instructions.json --out {d}/out/o.json --prompt plain"
 BUILD = "data build {d}/%s --out {d}/out/r.jsonl"
-PAIRWISE = "judge pairwise --outputs {d}/outputs.json --reference {d}/reference.json --judge openai:j@{url} --out {d}/out/run"
+PAIRWISE = ("judge pairwise --outputs {d}/outputs.json --reference {d}/reference.json --judge openai:j@{url} "
+            "--out {d}/out/run")
 ASPECTS = "judge aspects --outputs {d}/outputs.json --judge openai:j@{url} --out {d}/out/run"
 TRAIN = "train --method rt --model {model} --data {d}/records.jsonl --out {d}/out/run --max-steps 1"
 HANG = Server(faults=lambda request: Fault(delay=5))
@@ -79,33 +108,39 @@ CASES = [
     Case("no-command", "1", "", r"Usage: .*COMMAND"),
     Case("unknown-command", "1", "bogus", r"No such command 'bogus'"),
     Case("unknown-option", "1", "generate --bogus", r"No such option: --bogus"),
-    Case("missing-option", "1", "generate --input {d}/instructions.json --out {d}/out/o.json", r"Missing option '--model'"),
+    Case("missing-option", "1", "generate --input {d}/instructions.json --out {d}/out/o.json",
+         r"Missing option '--model'"),
     Case("limit-zero", "1", GEN + " --limit 0", r"Invalid value for '--limit'"),
     Case("negative-steps", "1", "train --out {d}/out/run --max-steps -5", r"Invalid value for '--max-steps'"),
     Case("bad-choice", "1", "judge pairwise --outputs a --reference b --judge j --out o --mode guess",
          r"--mode: Input should be 'weighted' or 'parsed'"),
     # 2: an output that is an input is refused before any work
-    Case("build-over-input", "2", "data build {d}/records.jsonl --out {d}/records.jsonl", r"records.jsonl: is also the input"),
-    Case("generate-over-input", "2", "generate --model {model} --input {d}/instructions.json --out {d}/instructions.json",
-         r"instructions.json: is also the input"),
-    Case("mix-over-input", "2", "data mix-safety {d}/records.jsonl --out {d}/records.jsonl --safety {d}/safety.jsonl --n 1",
+    Case("build-over-input", "2", "data build {d}/records.jsonl --out {d}/records.jsonl",
          r"records.jsonl: is also the input"),
+    Case("generate-over-input", "2", "generate --model {model} --input {d}/instructions.json "
+         "--out {d}/instructions.json", r"instructions.json: is also the input"),
+    Case("mix-over-input", "2", "data mix-safety {d}/records.jsonl --out {d}/records.jsonl --safety {d}/safety.jsonl "
+         "--n 1", r"records.jsonl: is also the input"),
     Case("refine-over-input", "2", "data refine {d}/records.jsonl --refiner openai:m@{url} --out {d}/records.jsonl",
          r"records.jsonl: is also the input", server=Server(), check=_no_requests),
-    Case("responses-over-input", "2", "eval responses {d}/outputs.json --out {d}/outputs.json", r"outputs.json: is also"),
+    Case("responses-over-input", "2", "eval responses {d}/outputs.json --out {d}/outputs.json",
+         r"outputs.json: is also the input"),
     Case("winrate-over-input", "2", "metrics winrate {d}/annotations.json --out {d}/annotations.json",
          r"annotations.json: is also the input"),
     # 3: a prompt longer than the model reads is refused, naming the item, before the model loads
     Case("huge-prompt", "3", "generate --model {model} --input {d}/big.json --out {d}/out/o.json",
          r"big.json: item 2 \(id big\): the prompt \(5,000,0\d\d characters\) is longer than the 1,024 tokens"),
     # 4: a hanging or failing server: adjustable, announced waits, then one line
-    Case("server-hangs", "4", SERVED + " --timeout 0.3 --max-retries 1", r"no answer within 0.3 s \(2 tries\)", server=HANG),
+    Case("server-hangs", "4", SERVED + " --timeout 0.3 --max-retries 1", r"no answer within 0.3 s \(2 tries\)",
+         notice=r"no answer within 0.3 s; try 2 of 2 in", server=HANG),
     Case("server-503-storm", "4", SERVED + " --max-retries 2", r"answered HTTP 503",
+         notice=r"HTTP 503; try 3 of 3 in 0.0 s",
          server=Server(faults=lambda request: Fault(status=503, retry_after_ms=10))),
-    Case("server-429-then-fine", "4", SERVED, r"waiting: .*HTTP 429; try 2 of 4", code=0, check=_outputs_written,
+    Case("server-429-then-fine", "4", SERVED, r"wrote 2 outputs", code=0, check=_outputs_written,
+         notice=r"HTTP 429; try 3 of 4 in 0.0 s \(--timeout, --max-retries\)",
          server=Server(faults=lambda request: Fault(status=429, retry_after_ms=10) if request.attempt < 2 else None)),
-    Case("server-refuses-connection", "4", "generate --model openai:m@http://127.0.0.1:9/v1 --input {d}/instructions.json "
-         "--out {d}/out/o.json --max-retries 0", r"http://127.0.0.1:9/v1: request failed after 1 tries"),
+    Case("server-refuses-connection", "4", SERVED.replace("{url}", "http://127.0.0.1:9/v1") + " --max-retries 0",
+         r"http://127.0.0.1:9/v1: request failed after 1 tries"),
     # 5: a 200 that is not an answer: one line naming the server, nothing cached
     Case("body-not-json", "5", SERVED, r"127.0.0.1:\d+/v1: model 'm' answered HTTP 200 with a body that is not JSON",
          server=Server(faults=lambda request: Fault(body="<html>502 Bad Gateway</html>"))),
@@ -121,7 +156,8 @@ CASES = [
          server=Server(responder=lambda request: Reply("A", logprobs=False))),
     # 6: null, numbers and lone surrogates where text belongs: FILE:LINE, as for any bad row
     Case("null-prompt", "6", BUILD % "null.jsonl", r"null.jsonl:1: 'prompt' must be text, found null"),
-    Case("number-completion", "6", BUILD % "number.jsonl", r"number.jsonl:1: 'completion' must be text, found a number"),
+    Case("number-completion", "6", BUILD % "number.jsonl",
+         r"number.jsonl:1: 'completion' must be text, found a number"),
     Case("lone-surrogate", "6", BUILD % "surrogate.jsonl", r"surrogate.jsonl:1: \\ud800 is half of a UTF-16 surrogate"),
     Case("null-instruction", "6", GEN.replace("instructions.json", "null_instruction.jsonl"),
          r"null_instruction.jsonl:2: expected a non-empty 'instruction'"),
@@ -154,8 +190,8 @@ CASES = [
          server=Server(), check=_no_requests),
     Case("out-is-a-folder", "9", SERVED.replace("out/o.json", "out"), r"out: is a folder; expected a file name",
          server=Server(), check=_no_requests),
-    Case("out-in-proc", "9", SERVED.replace("{d}/out/o.json", "/proc/rtune/o.json"), r"/proc/rtune/o.json: cannot write",
-         server=Server(), check=_no_requests),
+    Case("out-in-proc", "9", SERVED.replace("{d}/out/o.json", "/proc/rtune/o.json"),
+         r"/proc/rtune/o.json: cannot write", server=Server(), check=_no_requests),
     Case("build-out-in-proc", "9", "data build {d}/records.jsonl --out /proc/r.jsonl", r"/proc/r.jsonl: cannot write"),
     Case("train-out-is-a-file", "9", TRAIN.replace("out/run", "afile"), r"afile: exists and is not a folder"),
     Case("judge-out-is-a-file", "9", PAIRWISE.replace("out/run", "afile"), r"afile: exists and is not a folder",
@@ -168,30 +204,39 @@ CASES = [
          r"out: is a folder; expected a file name"),
     Case("difficulty-out-is-a-folder", "9", "metrics difficulty {d}/annotations.json --out {d}/out",
          r"out: is a folder; expected a file name"),
-    Case("export-out-under-a-file", "9", "annotate export {d}/out --out {d}/afile/a.json", r"afile is a file, not a folder"),
+    Case("export-out-under-a-file", "9", "annotate export {d}/out --out {d}/afile/a.json",
+         r"afile is a file, not a folder"),
     Case("likelihood-out-is-a-folder", "9", "eval likelihood --model {model} --records {d}/records.jsonl --out {d}/out",
          r"out: is a folder; expected a file name"),
     # 12: a judge that never answers readably: an error, never n=0 and NaN
-    Case("judge-never-readable", "12", PAIRWISE + " --mode parsed", r"the judge gave no readable answer for any of the 2 items",
-         server=UNREADABLE, check=_nothing_judged),
+    Case("judge-never-readable", "12", PAIRWISE + " --mode parsed",
+         r"the judge gave no readable answer for any of the 2 items", server=UNREADABLE, check=_nothing_judged),
     Case("aspects-never-readable", "12", ASPECTS, r"the judge gave no readable answer for any of the 2 items",
          server=UNREADABLE, check=_nothing_judged),
-    Case("winrate-all-null", "12", "metrics winrate {d}/annotations_null.json", r"annotations_null.json: no row has a preference"),
+    Case("winrate-all-null", "12", "metrics winrate {d}/annotations_null.json",
+         r"annotations_null.json: no row has a preference"),
     # 13: empty inputs and recipes that only look valid
     Case("build-empty-file", "13", BUILD % "empty.jsonl", r"empty.jsonl: no rows"),
     Case("mix-empty-target", "13", "data mix-safety {d}/empty.jsonl --out {d}/out/m.jsonl --safety {d}/safety.jsonl",
          r"empty.jsonl: no records \(the file is empty\)"),
-    Case("generate-empty-input", "13", GEN.replace("instructions.json", "empty.jsonl"), r"empty.jsonl: no instructions"),
+    Case("generate-empty-input", "13", GEN.replace("instructions.json", "empty.jsonl"),
+         r"empty.jsonl: no instructions"),
     Case("recipe-bad-scheduler", "13", TRAIN + " --config {d}/nonsense.yaml", r"unknown lr_scheduler 'nonsense'"),
-    Case("recipe-bad-optimizer", "13", TRAIN + " --config {d}/bad_optimizer.yaml", r"unknown optimizer 'adamw_nonsense'"),
+    Case("recipe-bad-optimizer", "13", TRAIN + " --config {d}/bad_optimizer.yaml",
+         r"unknown optimizer 'adamw_nonsense'"),
     Case("recipe-unknown-key", "13", TRAIN + " --config {d}/unknown.yaml", r"unknown.yaml: bogus: Extra inputs"),
-    # held: what rtune already handled, kept that way
+    # held: what rtune already handled, kept that way (an untrusted model folder runs no code of its own)
+    Case("custom-code-model", "held", GEN.replace("{model}", "{d}/custom_code_model"),
+         r"could not load model '.*custom_code_model' \(ValueError: .* contains custom code", setup=_custom_code_model),
+    Case("pickled-weights", "held", GEN.replace("{model}", "{d}/pickled_model"),
+         r"its weights are a pickle holding more than tensors, which rtune does not unpickle", setup=_pickled_model),
     Case("cut-mid-line", "held", BUILD % "cut.jsonl", r"cut.jsonl:2: malformed JSON"),
     Case("binary-file", "held", BUILD % "binary.jsonl", r"binary.jsonl:2: not UTF-8 text"),
     Case("utf16-file", "held", BUILD % "utf16.jsonl", r"utf16.jsonl:1: not UTF-8 text \(it looks like UTF-16"),
     Case("bad-utf8-line", "held", BUILD % "latin1.jsonl", r"latin1.jsonl:2: not UTF-8 text"),
     Case("array-in-jsonl", "held", BUILD % "array.jsonl", r"array.jsonl:2: expected a JSON object, got list"),
-    Case("binary-instructions", "held", GEN.replace("instructions.json", "binary.json"), r"binary.json:1: not UTF-8 text"),
+    Case("binary-instructions", "held", GEN.replace("instructions.json", "binary.json"),
+         r"binary.json:1: not UTF-8 text"),
     Case("missing-input", "held", GEN.replace("instructions.json", "nope.json"), r"nope.json: no such file"),
     Case("reference-cut-mid-line", "held", PAIRWISE.replace("reference.json", "reference_cut.jsonl"),
          r"reference_cut.jsonl:2: malformed JSON", server=Server(), check=_no_requests),

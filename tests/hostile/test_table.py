@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from cases import CASES, Case
-from cli_runner import run_cli
 from corpus import build
+
+from cli_runner import run_cli
 from openai_server import OpenAIServer
 
 
@@ -51,8 +52,9 @@ def loads(monkeypatch) -> list[str]:
     real = rtune.models.load_model
 
     def counting(spec, *args, **kwargs):
+        model = real(spec, *args, **kwargs)
         loaded.append(spec)
-        return real(spec, *args, **kwargs)
+        return model
 
     monkeypatch.setattr(rtune.models, "load_model", counting)
     return loaded
@@ -65,7 +67,7 @@ def test_hostile_input(case: Case, tmp_path, tiny_model_dir, monkeypatch, capsys
     monkeypatch.delenv("RTUNE_DATA_DIR", raising=False)
     d = build(tmp_path)
     if case.setup:
-        case.setup(d)
+        case.setup(d, tiny_model_dir)
     before = snapshot(d)
     with OpenAIServer(case.server.responder, case.server.faults) if case.server else contextlib.nullcontext() as server:
         url = server.base_url if server else "http://127.0.0.1:9/v1"
@@ -83,6 +85,8 @@ def test_hostile_input(case: Case, tmp_path, tiny_model_dir, monkeypatch, capsys
         assert len(errors) == 1 and re.search(case.message, errors[0]), err
         assert [line for line in err.splitlines() if line.strip() and not line.startswith(("error:", "waiting:"))] == []
         assert loads == [], "a refused command loaded a model"
+    if case.notice:
+        assert any(re.search(case.notice, line) for line in err.splitlines() if line.startswith("waiting:")), err
     assert "nan" not in (out + err).lower().split()
     assert snapshot(d) == before, "a file outside the run folder changed"
     assert empty_cached_answers(d) == []

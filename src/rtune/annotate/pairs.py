@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from rtune.annotate.settings import PairsSource
 from rtune.errors import RtuneError
 from rtune.io import atomic_write_json, read_json, stable_hash
-from rtune.judges.pairwise import align, model_shown_first
+from rtune.judges.pairs import align, model_shown_first
 
 PAIRS_FILE = "pairs.json"  # the copy an annotate DIR keeps of the pairs it judges
 

@@ -22,11 +22,12 @@ from rtune.errors import RtuneError
 
 def _quiet_third_parties() -> None:
     """Silence what a user cannot act on: deprecation notices of our dependencies, their per-load progress bars,
-    and bitsandbytes' note about an optional CPU kernel package."""
+    torch's note on the protocol of a pickle it refuses, and bitsandbytes' note about an optional CPU kernel package."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights", "Writing model shards" on every stage
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|peft|accelerate|bitsandbytes)\b")
+    warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a refused pickle gets one line of ours
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
@@ -102,11 +103,12 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        console.print("interrupted; finished items are saved, rerun the same command to resume")
-        sys.exit(130)
+        code = 130
     except OSError as exc:  # a file that cannot be read or written: say which, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
         console.print(f"[bold red]error:[/bold red] {escape(where + (exc.strerror or str(exc)))}")
         sys.exit(2)
+    if code == 130:  # Ctrl-C; inside a command typer turns it into this returned code
+        console.print("interrupted; finished items are saved, rerun the same command to resume")
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -42,15 +42,16 @@ def command(
     device: str = option(S, "device"),
     seed: int = option(S, "seed"),
     engine: str = option(S, "engine"),
+    protocol: str | None = option(S, "protocol"),
 ) -> None:
-    """Core capabilities by choice log-likelihood (acc, acc_norm) and GSM8K chain of thought;
-    reruns skip finished tasks."""
+    """Core capabilities by choice log-likelihood (acc, the paper's headline; acc_norm beside it; ARC-Easy and
+    ARC-Challenge also as one ARC) and GSM8K chain of thought; reruns skip finished tasks."""
     chosen = settings(S, **locals())
     console = Console(stderr=True)
     with Bar(console) as bar:
         report = run(chosen, bar)
     mode = "chat template" if report.chat_template else "plain prompts"
-    console.print(f"{engine} engine, {mode}, {report.seconds} s", highlight=False)
+    console.print(f"{engine} engine, {report.protocol} protocol, {mode}, {report.seconds} s", highlight=False)
     console.print(_summary(report), highlight=False, soft_wrap=True)
     zero_shot = [name for name, shots in report.n_shot.items()
                  if num_fewshot and shots == 0 and not name.startswith("mmlu")]

@@ -25,6 +25,7 @@ def command(
     prompt: str = option(S, "prompt"),
     judge_max_new_tokens: int = option(S, "judge_max_new_tokens"),
     judge_retries: int = option(S, "judge_retries"),
+    judge_prompt: Path | None = option(S, "judge_prompt"),
     batch_size: int | None = option(S, "batch_size"),
     cache: Path | None = option(S, "cache"),
     hide_examples: bool = option(S, "hide_examples"),
@@ -36,7 +37,7 @@ def command(
     run_settings = settings(S, out=out, model=model, outputs=outputs, sets=sets, judge=judge, limit=limit, seed=seed,
                             data_dir=data_dir, max_new_tokens=max_new_tokens, prompt=prompt,
                             judge_max_new_tokens=judge_max_new_tokens, judge_retries=judge_retries,
-                            batch_size=batch_size, cache=cache, hide_examples=hide_examples)
+                            judge_prompt=judge_prompt, batch_size=batch_size, cache=cache, hide_examples=hide_examples)
     with Bar(console) as bar:
         summary = run(run_settings, bar, say=console.print)
     for name, result in summary.sets.items():

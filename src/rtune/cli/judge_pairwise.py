@@ -23,6 +23,7 @@ def command(
     reference: Path = option(S, "reference"),
     judge: str = option(S, "judge"),
     out: Path = option(S, "out"),
+    annotator: str | None = option(S, "annotator"),
     mode: str = option(S, "mode"),
     seed: int = option(S, "seed"),
     limit: int | None = option(S, "limit", min=1),
@@ -35,10 +36,13 @@ def command(
 ) -> None:
     """Ask a judge which output is better for each instruction both files share; write AlpacaEval files."""
     values = dict(locals())
+    from rtune.judges.alpaca_eval_annotator import INSTALL, installed_version
     from rtune.judges.pairwise import run
     from rtune.progress import Bar
 
     chosen = settings(S, **values)
+    if annotator is None and installed_version() is None:
+        console.print(f"annotator: rtune's own; for AlpacaEval 2's (the paper's): {INSTALL}")
     with Bar(console) as bar:
         report = run(chosen, bar)
     m = report.metrics

@@ -22,6 +22,7 @@ def command(
     batch_size: int = option(S, "batch_size", min=1),
     concurrency: int = option(S, "concurrency", min=1),
     max_new_tokens: int = option(S, "max_new_tokens", min=1),
+    prompt_file: Path | None = option(S, "prompt_file"),
     limit: Optional[int] = option(S, "limit", min=1),
     cache: Optional[Path] = option(S, "cache"),
     strict: bool = option(S, "strict"),

@@ -1,8 +1,13 @@
 """Response refinement: an LLM rewrites each completion for clarity, structure and tone (paper App. G).
 
 The refiner first notes what to improve, then writes the new response after a fixed marker; we
-keep only the text after the marker. When the marker is missing or the answer was cut off, the
-original completion stays, so a weak refiner can never empty or truncate the training data.
+keep the text after the first marker (any case), stripped, as the paper's script does. When the
+marker is missing, nothing follows it, or the answer was cut off, the original completion stays, so
+a weak refiner can never empty or truncate the training data. The prompt is our own (it adds a
+"keep every fact" clause), or a file in the paper's syntax (`{user_request}`, `{response}`, filled
+with `str.format` after `.strip()`): the paper's own text, for one. Defaults are the paper's: greedy,
+8,192 new tokens, one user turn in the refiner's chat template; the extraction rate is the paper's
+too (the share of completions that changed).
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from rtune.data.records import Record
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult
 from rtune.generation.hf import DEFAULT_BATCH_SIZE
 from rtune.progress import SILENT, Progress
+from rtune.prompting.files import PromptFile, load_prompt_file
 
 MARKER = "Refined response:"
+PROMPT_FIELDS = ("user_request", "response")  # the paper's placeholders
+PAPER_MAX_NEW_TOKENS = 8192
 
 REFINE_PROMPT = """You are editing a reply that an AI assistant wrote to a user. Make it read better without changing what it says.
 
@@ -44,9 +52,17 @@ Work in two steps:
 _MARKER_PATTERN = re.compile(re.escape(MARKER), re.IGNORECASE)
 
 
-def refine_request(record: Record, params: DecodingParams) -> GenerationRequest:
-    """One user turn for the refiner's own chat template; placeholders filled by replacement (texts hold braces)."""
-    content = REFINE_PROMPT.replace("{instruction}", record.prompt).replace("{response}", record.completion)
+def load_refine_prompt(path: str | Path) -> PromptFile:
+    return load_prompt_file(path, "format", PROMPT_FIELDS, "--prompt-file")
+
+
+def refine_request(record: Record, params: DecodingParams, prompt: PromptFile | None = None) -> GenerationRequest:
+    """One user turn for the refiner's own chat template: our prompt (filled by replacement, so texts may hold
+    braces), or a prompt file filled as the paper fills its own."""
+    if prompt is None:
+        content = REFINE_PROMPT.replace("{instruction}", record.prompt).replace("{response}", record.completion)
+    else:
+        content = prompt.fill(user_request=record.prompt, response=record.completion)
     return GenerationRequest(messages=({"role": "user", "content": content},), params=params)
 
 
@@ -71,7 +87,8 @@ class RefineReport:
 
     @property
     def extraction_rate(self) -> float:
-        return self.extracted / len(self.records) if self.records else 0.0
+        """The paper's: the share of records whose completion changed."""
+        return self.changed / len(self.records) if self.records else 0.0
 
 
 def apply_refinement(record: Record, result: GenerationResult, refiner: str, report: RefineReport) -> Record:
@@ -106,7 +123,9 @@ class RefineSettings(BaseModel):
     api_key_env: str | None = Field(None, description="environment variable holding the API key (default OPENAI_API_KEY)")
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts")
     concurrency: int = Field(8, ge=1, description="requests in flight (openai)")
-    max_new_tokens: int = Field(4096, ge=1, description="refiner answer budget (the paper used 8,192)")
+    max_new_tokens: int = Field(PAPER_MAX_NEW_TOKENS, ge=1, description="refiner answer budget (the paper's: 8,192)")
+    prompt_file: Path | None = Field(None, description="refiner prompt in the paper's syntax ({user_request}, "
+                                                       "{response}); default: rtune's own prompt")
     limit: int | None = Field(None, ge=1, description="only the first N records")
     cache: Path | None = Field(None, description="SQLite cache (default: generation_cache.sqlite beside --out)")
     strict: bool = Field(False, description="fail on an empty prompt or completion instead of skipping it")
@@ -121,12 +140,14 @@ def run(settings: RefineSettings, progress: Progress = SILENT) -> RefineReport:
     from rtune.redact import redact
 
     s = settings
-    check_output(s.out, inputs=[s.file, s.cache])
+    check_output(s.out, inputs=[s.file, s.cache, s.prompt_file])
+    prompt = load_refine_prompt(s.prompt_file) if s.prompt_file is not None else None
     records = read_records(s.file, strict=s.strict).records[: s.limit]
     generator = from_spec(s.refiner, backend=s.backend, cache=s.cache or default_cache(s.out), base_url=s.base_url,
                           api_key_env=s.api_key_env, batch_size=s.batch_size, concurrency=s.concurrency)
     params = DecodingParams(max_new_tokens=s.max_new_tokens)
-    results = generate_in_order(generator, [refine_request(record, params) for record in records], progress, "refine")
+    requests = [refine_request(record, params, prompt) for record in records]
+    results = generate_in_order(generator, requests, progress, "refine")
     report = apply_results(records, results, redact(s.refiner))
     report.generated, report.from_cache = generator.misses, generator.hits
     write_records(s.out, report.records)

@@ -38,39 +38,46 @@ class EncodedRequest:
     continuations: tuple[tuple[int, ...], ...]
 
 
-def _encode_texts(tokenizer, texts: list[str], special: bool = True) -> list[list[int]]:
-    """Token ids with the tokenizer's own special tokens (BOS), except for texts already starting with BOS.
-
-    (A chat template writes BOS itself.)
+def _encode_texts(tokenizer, texts: list[str], add_special_tokens: bool | None = None) -> list[list[int]]:
+    """Token ids. None: the tokenizer's own special tokens (BOS), except for texts already starting with BOS (a
+    chat template writes it itself), as lm-eval encodes today. A bool is passed to the tokenizer for every text, as
+    lm-eval <= 0.4.5 did (`rtune eval core --protocol paper`).
     """
+    if not texts:
+        return []
+    if add_special_tokens is not None:
+        return [list(row) for row in tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]]
     bos = tokenizer.bos_token
-    starts_with_bos = [bool(special and bos) and text.startswith(bos) for text in texts]
+    starts_with_bos = [bool(bos) and text.startswith(bos) for text in texts]
     ids: list[list[int]] = [[] for _ in texts]
     for flag in (False, True):
         picked = [i for i, value in enumerate(starts_with_bos) if value == flag]
         if picked:
-            encoded = tokenizer([texts[i] for i in picked], add_special_tokens=special and not flag)["input_ids"]
+            encoded = tokenizer([texts[i] for i in picked], add_special_tokens=not flag)["input_ids"]
             for i, row in zip(picked, encoded, strict=True):
                 ids[i] = list(row)
     return ids
 
 
-def encode_requests(tokenizer, requests: Sequence[ScoreRequest], max_length: int | None = None) -> list[EncodedRequest]:
-    """lm-eval's `_encode_pair` for every choice.
+def encode_requests(tokenizer, requests: Sequence[ScoreRequest], max_length: int | None = None,
+                    add_special_tokens: bool | None = None) -> list[EncodedRequest]:
+    """lm-eval's `_encode_pair` for every choice (`add_special_tokens` as in `_encode_texts`).
 
     Trailing whitespace of the context moves to the front of each continuation; the continuation's
     tokens are those of encode(context + continuation) after encode(context)'s length. An empty
     context becomes the BOS (else EOS) token. With `max_length`, the context loses tokens on the
-    left until the longest continuation fits, as lm-eval truncates.
+    left until the longest continuation fits: context + continuation but its last token (never an
+    input) make at most `max_length` tokens, as lm-eval truncates. lm-eval cuts per choice; the two
+    agree where the choices are equally long (MMLU's letters).
     """
     contexts, tails = [], []  # tails: each continuation with the context's trailing whitespace in front
     for request in requests:
         moved = request.context[len(request.context.rstrip()):]
         contexts.append(request.context[: len(request.context) - len(moved)])
         tails.append([moved + continuation for continuation in request.continuations])
-    context_ids = _encode_texts(tokenizer, contexts)
+    context_ids = _encode_texts(tokenizer, contexts, add_special_tokens)
     whole_texts = [context + tail for context, row in zip(contexts, tails, strict=True) for tail in row]
-    whole_ids = iter(_encode_texts(tokenizer, whole_texts))
+    whole_ids = iter(_encode_texts(tokenizer, whole_texts, add_special_tokens))
     prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     encoded = []
     for request, context, ctx_ids, row in zip(requests, contexts, context_ids, tails, strict=True):
@@ -78,12 +85,12 @@ def encode_requests(tokenizer, requests: Sequence[ScoreRequest], max_length: int
         if context:
             continuations = tuple(tuple(whole[len(ctx_ids):]) for whole in wholes)
         else:
-            ctx_ids, continuations = [prefix_id], tuple(map(tuple, _encode_texts(tokenizer, row, special=False)))
+            ctx_ids, continuations = [prefix_id], tuple(map(tuple, _encode_texts(tokenizer, row, False)))
         if any(len(c) == 0 for c in continuations):
             raise RtuneError(f"a choice encodes to no tokens after its context "
                              f"(context ends {request.context[-40:]!r})")
         if max_length is not None:
-            room = max_length - max(len(c) for c in continuations)
+            room = max_length + 1 - max(len(c) for c in continuations)  # a choice's last token is never input
             if room < 1:
                 raise RtuneError(f"a choice is longer than the model's {max_length}-token window")
             ctx_ids = ctx_ids[-room:]
@@ -158,11 +165,12 @@ class ChoiceScorer:
 
     `batch_size` caps contexts per forward pass; `max_tokens` caps padded context tokens per pass;
     `max_logit_positions` caps continuation positions per pass (each holds a vocabulary-sized row of
-    logits, 1 MiB for Gemma's 262k vocabulary).
+    logits, 1 MiB for Gemma's 262k vocabulary); `add_special_tokens` is `encode_requests`'.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_tokens: int = 4096, max_logit_positions: int = 512):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, batch_size: int = 8, max_tokens: int = 4096, max_logit_positions: int = 512,
+                 add_special_tokens: bool | None = None):
+        self.model, self.tokenizer, self.add_special_tokens = model, tokenizer, add_special_tokens
         self.batch_size, self.max_tokens, self.max_logit_positions = batch_size, max_tokens, max_logit_positions
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.max_length = getattr(model.config, "max_position_embeddings", None)
@@ -170,7 +178,7 @@ class ChoiceScorer:
 
     def score(self, requests: Sequence[ScoreRequest],
               progress: Callable[[int], None] | None = None) -> list[list[ChoiceScore]]:
-        encoded = encode_requests(self.tokenizer, requests, self.max_length)
+        encoded = encode_requests(self.tokenizer, requests, self.max_length, self.add_special_tokens)
         results: list[list[ChoiceScore] | None] = [None] * len(encoded)
         # Longest continuations first, then longest contexts: a padded continuation position is paid once per
         # choice (and, without a split head, with a vocabulary-wide logit row), a padded context position once.
@@ -265,11 +273,13 @@ class ChoiceScorer:
 
 
 def score_recompute(model, tokenizer, requests: Sequence[ScoreRequest], batch_size: int = 8,
-                    progress: Callable[[int], None] | None = None) -> list[list[ChoiceScore]]:
+                    progress: Callable[[int], None] | None = None,
+                    add_special_tokens: bool | None = None) -> list[list[ChoiceScore]]:
     """The plain way, as lm-eval's HF backend: one full forward of context + choice per choice, logits everywhere."""
     import torch
 
-    encoded = encode_requests(tokenizer, requests, getattr(model.config, "max_position_embeddings", None))
+    encoded = encode_requests(tokenizer, requests, getattr(model.config, "max_position_embeddings", None),
+                              add_special_tokens)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     pairs = [(i, j, r.context, c) for i, r in enumerate(encoded) for j, c in enumerate(r.continuations)]
     pairs.sort(key=lambda p: -(len(p[2]) + len(p[3])))

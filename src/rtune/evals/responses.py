@@ -7,9 +7,10 @@ Every output is put in exactly one class, checked in this order:
   longest common subsequence of the instruction and the output's opening (its first
   `len(instruction) + ECHO_SLACK` words) divided by the instruction's length. An opening that
   reproduces at least `ECHO_THRESHOLD` of the instruction, in order, restates it; answers that
-  reuse a few of its words ("Three fruits are…" for "Name three fruits") stay below. Instructions
-  shorter than `ECHO_MIN_WORDS` words are never called echoes (too little to restate). The
-  threshold was chosen on the hand-labelled outputs in `tests/data/response_labels.jsonl`.
+  reuse some of its words ("The programming language used to write the given code is C." for
+  "Identify the programming language used to write the given code") stay below. An output whose
+  first line begins with the instruction's input, word for word, is an echo too (`copies_input`).
+  The threshold was chosen on the hand-labelled outputs in `tests/data/response_labels.jsonl`.
 - `template_leak`: it writes a turn marker of the paper's template (`<|user|>`, `<|assistant|>`,
   `<|system|>`), i.e. it goes on to play the next turn.
 - `degenerate`: it loops: at least `LOOP_SHARE` of its word n-grams (n = `LOOP_N`) repeat an
@@ -39,8 +40,8 @@ MARKERS = ("<|user|>", "<|assistant|>", "<|system|>")
 ECHO_THRESHOLD = 0.7
 ECHO_SLACK = 5
 ECHO_MIN_WORDS = 3
-LOOP_N = 4
-LOOP_SHARE = 0.5
+LOOP_N = 3
+LOOP_SHARE = 0.3
 LOOP_MIN_WORDS = 24
 _WORD = re.compile(r"\w+")
 
@@ -66,6 +67,21 @@ def echo_score(instruction: str, output: str) -> float:
     return _lcs(asked, words(output)[: len(asked) + ECHO_SLACK]) / len(asked)
 
 
+def copies_input(instruction: str, output: str) -> bool:
+    """Does the output's first line begin with the instruction's input (a paragraph after the first), word for word?
+
+    Base models and weak tuned models often answer "Rewrite: It changed my life." with "It changed my life."
+    or repeat the passage they were given. An input of fewer than ECHO_MIN_WORDS words must make up the whole
+    line ("laureating" → "laureating"), so that "Paris" → "Paris is in France." stays an answer.
+    """
+    first_line = words(output.strip().split("\n", 1)[0])
+    for paragraph in instruction.strip().split("\n\n")[1:]:
+        given = words(paragraph)
+        if given and (first_line == given if len(given) < ECHO_MIN_WORDS else first_line[: len(given)] == given):
+            return True
+    return False
+
+
 def loop_share(output: str) -> float:
     """Share of the word n-grams that repeat an earlier one (0 for short texts)."""
     tokens = words(output)
@@ -78,7 +94,7 @@ def loop_share(output: str) -> float:
 def classify(instruction: str, output: str, finish_reason: str) -> Label:
     if not output.strip():
         return "empty"
-    if echo_score(instruction, output) >= ECHO_THRESHOLD:
+    if echo_score(instruction, output) >= ECHO_THRESHOLD or copies_input(instruction, output):
         return "echo"
     if any(marker in output for marker in MARKERS):
         return "template_leak"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class DecodingParams(BaseModel):
@@ -32,12 +32,24 @@ class GenerationRequest(BaseModel):
     prompt: str | None = None
     messages: tuple[dict, ...] | None = None
     params: DecodingParams = Field(default_factory=DecodingParams)
+    # Local backends. None: the tokenizer's BOS exactly once (not added when the text starts with it). A bool is
+    # passed to the tokenizer as `add_special_tokens`, whatever the text holds: how lm-eval <= 0.4.5 encoded
+    # prompts, which `rtune eval core --protocol paper` reproduces.
+    add_special_tokens: bool | None = None
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> "GenerationRequest":
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("a GenerationRequest needs exactly one of `prompt` or `messages`")
         return self
+
+    @model_serializer(mode="wrap")
+    def _unset_encoding_left_out(self, handler):
+        """The dump (and so every cache key) of a request that leaves the encoding alone is what it was before."""
+        data = handler(self)
+        if self.add_special_tokens is None:
+            data.pop("add_special_tokens", None)
+        return data
 
 
 class TokenLogprob(BaseModel):

@@ -1,6 +1,6 @@
 """Any OpenAI-compatible server (OpenAI, `vllm serve`, llama.cpp, Ollama) as a generator.
 
-Requests run on a bounded thread pool. A timeout, a refused connection, HTTP 408/409/429 or 5xx is
+Requests run on a few daemon threads. A timeout, a refused connection, HTTP 408/409/429 or 5xx is
 retried `max_retries` times, waiting as the server asks (Retry-After) or with exponential backoff and
 jitter; each wait is announced on stderr, so a hanging server is never silent. Every answer passes one
 validator (a JSON object with a usable choice) before it is read; what cannot be used, and what is left
@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import random
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 from rtune.errors import RtuneError
@@ -221,27 +221,44 @@ class OpenAIGenerator:
     def stream(self, requests: list[GenerationRequest]) -> Iterator[tuple[int, GenerationResult]]:
         """Results as they complete, at most `concurrency` requests in flight; the first failure stops the rest.
 
-        Once it ends, requests still in flight try no more; after Ctrl-C (or a caller that stops reading)
-        it does not wait for them either, so the user hears at once (they end on their own within --timeout).
+        Once it ends, requests in flight try no more. The workers are daemon threads: after Ctrl-C (or a
+        caller that stops reading) nothing waits for a hanging server, neither this call nor the exit.
         """
         self._stopped.clear()
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="rtune-openai")
+        todo, finished = queue.SimpleQueue(), queue.SimpleQueue()
+        for pair in enumerate(requests):
+            todo.put(pair)
+
+        def work() -> None:
+            while not self._stopped.is_set():
+                try:
+                    index, request = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    finished.put((index, self._call(request), None))
+                except BaseException as exc:  # raised in the caller's thread below
+                    finished.put((index, None, exc))
+
+        workers = [threading.Thread(target=work, daemon=True, name="rtune-openai")
+                   for _ in range(min(self.concurrency, len(requests)))]
+        for worker in workers:
+            worker.start()
         interrupted = False
         try:
-            pending = {pool.submit(self._call, request): index for index, request in enumerate(requests)}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = pending.pop(future)
-                    result = future.result()
-                    self.calls += 1
-                    yield index, result
+            for _ in requests:
+                index, result, failure = finished.get()
+                if failure is not None:
+                    raise failure
+                self.calls += 1
+                yield index, result
         except (KeyboardInterrupt, GeneratorExit):
             interrupted = True
             raise
         finally:
             self._stopped.set()
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
+            for worker in workers if not interrupted else ():
+                worker.join()
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         return in_request_order(self.stream(requests), len(requests))

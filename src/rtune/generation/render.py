@@ -16,8 +16,13 @@ def render_text(tokenizer, request: GenerationRequest) -> str:
 
 
 def encode_request(tokenizer, request: GenerationRequest) -> list[int]:
-    """Token ids with BOS exactly once: added by the tokenizer unless the template already wrote it."""
+    """Token ids with BOS exactly once: added by the tokenizer unless the template already wrote it.
+
+    A request that sets `add_special_tokens` gets exactly that, whatever its text starts with.
+    """
     text = render_text(tokenizer, request)
+    if request.add_special_tokens is not None:
+        return list(tokenizer(text, add_special_tokens=request.add_special_tokens)["input_ids"])
     has_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
     return list(tokenizer(text, add_special_tokens=not has_bos)["input_ids"])
 

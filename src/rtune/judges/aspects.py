@@ -1,7 +1,8 @@
 """Multi-aspect scoring, JustEval-style: the `rtune judge aspects` stage, whole, callable from Python.
 
 Items whose category is `safety` get one safety score; all others get helpfulness, clarity,
-factuality, depth and engagement, in one JSON answer. An answer is accepted only when every
+factuality, depth and engagement, in one JSON answer; the prompts are rtune's own or files in
+just-eval's syntax (`rtune.judges.aspect_prompts`). An answer is accepted only when every
 aspect it must carry is there with a score in 1..5 (JustEval itself falls back to 5 on a parse
 miss, which inflates scores silently); unreadable answers are retried, and items that never give
 a readable answer are excluded and counted. The run writes scores.jsonl (per item, also the
@@ -22,10 +23,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from rtune.errors import RtuneError
 from rtune.generation import DecodingParams, GenerationRequest
 from rtune.io import ResumableLog, atomic_write_json, check_output, read_rows, stable_hash, write_jsonl
+from rtune.judges.aspect_prompts import AspectPrompts, load_aspect_prompts
 from rtune.judges.aspect_summary import SAFETY, GroupSummary, summarise_categories
 from rtune.judges.caller import CACHE_FILE, JudgeCaller, attempt_params, open_judge, refuse_if_nothing_read, resumable
 from rtune.judges.pricing import UsageReport
-from rtune.judges.prompts import ASPECTS, PROMPT_VERSION, aspects_messages
+from rtune.judges.prompts import ASPECTS
 from rtune.progress import SILENT, Progress
 from rtune.redact import redact
 
@@ -47,6 +49,12 @@ class AspectsSettings(BaseModel):
     max_new_tokens: int = Field(1024, ge=16, description="Judge answer length cap.")
     safety_category: str = Field(SAFETY, description="Items of this category get the safety score instead of "
                                                      "the five aspects.")
+    template: Path | None = Field(None, description="Prompt file for the five aspects, in just-eval's syntax "
+                                                    "(${instruction}, ${candidate}); default: rtune's own prompt.")
+    safety_template: Path | None = Field(None, description="Prompt file for safety items, in just-eval's syntax; "
+                                                           "default: rtune's own prompt.")
+    system_prompt: str | None = Field(None, description="A system message sent before every prompt (just-eval "
+                                                        "sends one: see docs/fidelity.md).")
     max_concurrency: int = Field(8, ge=1, description="Judge requests in flight (openai).")
     batch_size: int | None = Field(None, ge=1, description="Batch size for an in-process judge (hf).")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key "
@@ -54,9 +62,17 @@ class AspectsSettings(BaseModel):
     seed: int = Field(0, description="Bootstrap seed.")
     bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples per interval.")
 
+    @model_validator(mode="after")
+    def _readable_templates(self) -> AspectsSettings:
+        self.prompts()  # a template without ${instruction} or ${candidate} fails here, before any work
+        return self
+
     @property
     def annotator(self) -> str:
         return f"rtune_aspects:{redact(self.judge)}"
+
+    def prompts(self) -> AspectPrompts:
+        return load_aspect_prompts(self.template, self.safety_template, self.system_prompt)
 
 
 # ------------------------------------------------------------------------------------------
@@ -176,33 +192,39 @@ class AspectsFailure(BaseModel):
 @dataclass
 class AspectsRun:
     rows: list[dict]  # per item, input order
+    prompt_version: str  # the prompts' (`AspectPrompts.summary_version`)
     failures: list[AspectsFailure] = field(default_factory=list)
     resumed: int = 0
 
 
-def _item_key(item: ScoredItem, settings: AspectsSettings, fingerprint: str) -> str:
+def _is_safety(item: ScoredItem, settings: AspectsSettings) -> bool:
+    return aspects_for(item, settings) == (SAFETY,)
+
+
+def _item_key(item: ScoredItem, settings: AspectsSettings, prompts: AspectPrompts, fingerprint: str) -> str:
     return stable_hash({"id": item.id, "instruction": item.instruction, "output": item.output, "judge": fingerprint,
-                        "aspects": aspects_for(item, settings), "prompt": PROMPT_VERSION})
+                        "aspects": aspects_for(item, settings), "prompt": prompts.version(_is_safety(item, settings))})
 
 
-def _request(item: ScoredItem, settings: AspectsSettings, attempt: int) -> GenerationRequest:
+def _request(item: ScoredItem, settings: AspectsSettings, prompts: AspectPrompts, attempt: int) -> GenerationRequest:
     params = attempt_params(DecodingParams(max_new_tokens=settings.max_new_tokens, temperature=0.0), attempt)
-    safety = aspects_for(item, settings) == (SAFETY,)
-    return GenerationRequest(messages=aspects_messages(item.instruction, item.output, safety), params=params)
+    return GenerationRequest(messages=prompts.messages(item.instruction, item.output, _is_safety(item, settings)),
+                             params=params)
 
 
 def score_items(items: list[ScoredItem], settings: AspectsSettings, caller: JudgeCaller,
                 progress: Progress = SILENT) -> AspectsRun:
     """Score every item not already in the log (in `settings.out`), appending each as it finishes."""
+    prompts = settings.prompts()
     fingerprint = caller.generator.fingerprint
-    keys = [_item_key(item, settings, fingerprint) for item in items]
+    keys = [_item_key(item, settings, prompts, fingerprint) for item in items]
     log = ResumableLog(settings.out / LOG_FILE)
     done = log.done()
     todo = [index for index, key in enumerate(keys) if key not in done]
-    run = AspectsRun(rows=[], resumed=len(items) - len(todo))
+    run = AspectsRun(rows=[], prompt_version=prompts.summary_version, resumed=len(items) - len(todo))
     progress.start("score", len(items))
     progress.advance(run.resumed)
-    answers = caller.ask(len(todo), lambda j, attempt: _request(items[todo[j]], settings, attempt),
+    answers = caller.ask(len(todo), lambda j, attempt: _request(items[todo[j]], settings, prompts, attempt),
                          lambda j, result: parse_scores(result.text, aspects_for(items[todo[j]], settings)))
     with resumable(log.path):
         for answer in answers:
@@ -217,8 +239,8 @@ def score_items(items: list[ScoredItem], settings: AspectsSettings, caller: Judg
                        "generator": item.generator,
                        "scores": {name: score.score for name, score in answer.value.items()},
                        "rationales": {name: score.rationale for name, score in answer.value.items()},
-                       "attempts": answer.attempts, "annotator": settings.annotator, "prompt_version": PROMPT_VERSION,
-                       "key": keys[index]}
+                       "attempts": answer.attempts, "annotator": settings.annotator,
+                       "prompt_version": prompts.version(_is_safety(item, settings)), "key": keys[index]}
                 log.append(row)
                 done[keys[index]] = row
             progress.advance()
@@ -247,7 +269,7 @@ class AspectsSummary(BaseModel):
 
 def summarise(run: AspectsRun, items: list[ScoredItem], settings: AspectsSettings) -> AspectsSummary:
     """The bootstrap summaries of the scored rows, with the counts that say what is missing from them."""
-    return AspectsSummary(annotator=settings.annotator, judge=redact(settings.judge), prompt_version=PROMPT_VERSION,
+    return AspectsSummary(annotator=settings.annotator, judge=redact(settings.judge), prompt_version=run.prompt_version,
                           n_items=len(items), n_scored=len(run.rows), n_failed=len(run.failures),
                           n_resumed=run.resumed, failed_ids=[failure.id for failure in run.failures],
                           by_category=summarise_categories(run.rows, settings.bootstrap_samples, settings.seed))
@@ -270,7 +292,7 @@ class AspectsReport(AspectsSummary):
 def run(settings: AspectsSettings, progress: Progress = SILENT) -> AspectsReport:
     """Score every item (resuming from the log and the cache), then write scores.jsonl and summary.json."""
     s = settings
-    check_output(s.out, inputs=[s.outputs], directory=True)
+    check_output(s.out, inputs=[s.outputs, s.template, s.safety_template], directory=True)
     items = read_items(s.outputs, s.limit)
     generator, cache = open_judge(s.judge, s.out, concurrency=s.max_concurrency, batch_size=s.batch_size,
                                   api_key_env=s.api_key_env)

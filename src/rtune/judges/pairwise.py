@@ -1,7 +1,8 @@
 """Pairwise judge, AlpacaEval-style: the `rtune judge pairwise` stage, whole, callable from Python.
 
 For every instruction present in both the model's file and the reference file the judge says
-which output is better (what it sees and how its answer is read: `rtune.judges.pairs`). Each
+which output is better; what it sees and how its answer is read is the chosen annotator's
+(`rtune.judges.pairwise_protocols`: AlpacaEval 2's own, or rtune's). Each
 finished item is appended to a resume log at once; unreadable answers are retried, counted, and
 never cached or logged as finished. The run ends with AlpacaEval's files: annotations.json
 (preference null for items with no readable answer), leaderboard.csv, and run.json (settings,
@@ -12,32 +13,24 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rtune.generation import DecodingParams, GenerationRequest, GenerationResult
+from rtune.generation import GenerationResult
 from rtune.io import ResumableLog, atomic_write_json, atomic_write_text, check_output, stable_hash
-from rtune.judges.caller import (
-    CACHE_FILE,
-    Answer,
-    JudgeCaller,
-    attempt_params,
-    open_judge,
-    refuse_if_nothing_read,
-    resumable,
-)
-from rtune.judges.pairs import Pair, align, model_shown_first, parsed_reading, preference, weighted_reading
+from rtune.judges.alpaca_eval_annotator import ANNOTATOR, INSTALL
+from rtune.judges.caller import CACHE_FILE, Answer, JudgeCaller, open_judge, refuse_if_nothing_read, resumable
+from rtune.judges.pairs import Pair, align
+from rtune.judges.pairwise_protocols import Annotator, Mode, PairwiseProtocol, make_protocol, resolve_annotator
 from rtune.judges.pricing import UsageReport
-from rtune.judges.prompts import PROMPT_VERSION, pairwise_messages
 from rtune.progress import SILENT, Progress
 from rtune.redact import redact
 from rtune.winrate.annotations import Annotation, write_annotations
 from rtune.winrate.schema import WinRateReport
 
-Mode = Literal["weighted", "parsed"]
 LOG_FILE = "annotations.jsonl"  # finished items, appended as they complete (the resume log)
 ANNOTATIONS_FILE, LEADERBOARD_FILE, RUN_FILE = "annotations.json", "leaderboard.csv", "run.json"
 LEADERBOARD_COLUMNS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate",
@@ -55,14 +48,18 @@ class PairwiseSettings(BaseModel):
     judge: str = Field(description="Judge spec: openai:MODEL or openai:MODEL@URL, vllm:MODEL, hf:MODEL.")
     out: Path = Field(description="Run directory: annotations.json, leaderboard.csv, run.json, judge cache "
                                   "(rerun to resume).")
-    mode: Mode = Field("weighted", description="weighted: one token, preference from log-probabilities; "
-                                               "parsed: verdict read from text.")
+    annotator: Annotator | None = Field(None, description=(
+        f"alpaca_eval_2: AlpacaEval 2's {ANNOTATOR} (the paper's), read from the installed alpaca-eval; rtune: "
+        f"our own prompt. Default: alpaca_eval_2 when alpaca-eval is installed ({INSTALL}) and the mode is "
+        "weighted, else rtune."))
+    mode: Mode = Field("weighted", description="rtune annotator: weighted: one token, preference from "
+                                               "log-probabilities; parsed: verdict read from text.")
     seed: int = Field(0, description="Draws which output each comparison shows first.")
     limit: int | None = Field(None, ge=1, description="Only the first N shared instructions.")
     max_attempts: int = Field(3, ge=1, description="Tries per item when the answer cannot be read.")
-    top_logprobs: int = Field(20, ge=2, le=20, description="Alternatives read per token (weighted mode; "
+    top_logprobs: int = Field(20, ge=2, le=20, description="Alternatives read per token (rtune weighted mode; "
                                                            "20 is the OpenAI API's maximum).")
-    parsed_max_new_tokens: int = Field(16, ge=1, description="Answer length cap in parsed mode.")
+    parsed_max_new_tokens: int = Field(16, ge=1, description="Answer length cap in parsed mode (rtune).")
     max_concurrency: int = Field(8, ge=1, description="Judge requests in flight (openai).")
     batch_size: int | None = Field(None, ge=1, description="Batch size for an in-process judge (hf).")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key "
@@ -70,8 +67,18 @@ class PairwiseSettings(BaseModel):
     length_controlled: bool = Field(True, description="Also the length-controlled win rate (--no-lc skips it).")
 
     @property
-    def annotator(self) -> str:
-        return f"rtune_pairwise_{self.mode}:{redact(self.judge)}"
+    def label(self) -> str:
+        """The `annotator` of each annotation row: which annotator, with which judge."""
+        name = ANNOTATOR if self.annotator == "alpaca_eval_2" else f"rtune_pairwise_{self.mode}"
+        return f"{name}:{redact(self.judge)}"
+
+    @model_validator(mode="after")
+    def _resolve_annotator(self) -> PairwiseSettings:
+        self.annotator = resolve_annotator(self.annotator, self.mode)
+        return self
+
+    def protocol(self) -> PairwiseProtocol:
+        return make_protocol(self.annotator, self.mode, self.seed, self.top_logprobs, self.parsed_max_new_tokens)
 
 
 class PairwiseFailure(BaseModel):
@@ -85,6 +92,7 @@ class PairwiseFailure(BaseModel):
 @dataclass
 class PairwiseRun:
     annotations: list[dict]  # AlpacaEval rows, in the order of the pairs
+    version: str  # the annotator's prompt version
     failures: list[PairwiseFailure] = field(default_factory=list)
     resumed: int = 0  # items found finished in the log
 
@@ -109,23 +117,14 @@ class PairwiseReport(BaseModel):
     cache_file: Path
 
 
-def _request(pair: Pair, settings: PairwiseSettings, attempt: int) -> GenerationRequest:
-    swapped = model_shown_first(settings.seed, pair.instruction)
-    first, second = (pair.output, pair.reference) if swapped else (pair.reference, pair.output)
-    if settings.mode == "weighted":
-        params = DecodingParams(max_new_tokens=1, temperature=0.0, top_logprobs=settings.top_logprobs)
-    else:
-        params = DecodingParams(max_new_tokens=settings.parsed_max_new_tokens, temperature=0.0)
-    return GenerationRequest(messages=pairwise_messages(pair.instruction, first, second),
-                             params=attempt_params(params, attempt))
-
-
-def _item_key(pair: Pair, settings: PairwiseSettings, fingerprint: str) -> str:
+def _item_key(pair: Pair, settings: PairwiseSettings, protocol: PairwiseProtocol, fingerprint: str) -> str:
     return stable_hash({"instruction": pair.instruction, "output_1": pair.reference, "output_2": pair.output,
-                        "judge": fingerprint, "mode": settings.mode, "seed": settings.seed, "prompt": PROMPT_VERSION})
+                        "judge": fingerprint, "seed": settings.seed, **protocol.identity})
 
 
-def _raw_completion(result: GenerationResult) -> dict:
+def _raw_completion(result: GenerationResult | None) -> dict:
+    if result is None:
+        return {"text": None}  # nothing was asked: the preference was known without the judge
     raw: dict = {"text": result.text}
     if result.logprobs:
         raw["top_logprobs"] = result.logprobs[0].top
@@ -135,42 +134,46 @@ def _raw_completion(result: GenerationResult) -> dict:
 def _row(pair: Pair, settings: PairwiseSettings, **fields) -> dict:
     """An AlpacaEval annotation row for `pair`, with `fields` after the outputs and generators."""
     row = {"instruction": pair.instruction, "output_1": pair.reference, "generator_1": pair.reference_generator,
-           "output_2": pair.output, "generator_2": pair.generator, "annotator": settings.annotator, **fields}
+           "output_2": pair.output, "generator_2": pair.generator, "annotator": settings.label, **fields}
     if pair.dataset is not None:
         row["dataset"] = pair.dataset
     return row
 
 
-def _annotation(pair: Pair, answer: Answer[float], settings: PairwiseSettings, key: str) -> dict:
-    swapped = model_shown_first(settings.seed, pair.instruction)
-    return _row(pair, settings, preference=preference(answer.value, swapped),
-                raw_completion=_raw_completion(answer.result), model_shown_first=swapped, attempts=answer.attempts,
-                prompt_version=PROMPT_VERSION, key=key)
+def _annotation(pair: Pair, answer: Answer[float], settings: PairwiseSettings, protocol: PairwiseProtocol,
+                key: str) -> dict:
+    return _row(pair, settings, preference=answer.value, raw_completion=_raw_completion(answer.result),
+                model_shown_first=protocol.shown_first(pair), attempts=answer.attempts,
+                prompt_version=protocol.version, key=key)
 
 
 def judge_pairs(pairs: list[Pair], settings: PairwiseSettings, caller: JudgeCaller,
                 progress: Progress = SILENT) -> PairwiseRun:
     """Annotate every pair not already in the resume log (in `settings.out`), appending each as it finishes."""
+    protocol = settings.protocol()
     fingerprint = caller.generator.fingerprint
-    keys = [_item_key(pair, settings, fingerprint) for pair in pairs]
+    keys = [_item_key(pair, settings, protocol, fingerprint) for pair in pairs]
     log = ResumableLog(settings.out / LOG_FILE)
     done = log.done()
     todo = [index for index, key in enumerate(keys) if key not in done]
-    run = PairwiseRun(annotations=[], resumed=len(pairs) - len(todo))
+    run = PairwiseRun(annotations=[], version=protocol.version, resumed=len(pairs) - len(todo))
     progress.start("judge", len(pairs))
     progress.advance(run.resumed)
-    reading = weighted_reading if settings.mode == "weighted" else parsed_reading
-    answers = caller.ask(len(todo), lambda j, attempt: _request(pairs[todo[j]], settings, attempt),
-                         lambda j, result: reading(result))
+    fixed = {j: protocol.fixed(pairs[index]) for j, index in enumerate(todo)}
+    asked = [j for j, value in fixed.items() if value is None]
+    answers = caller.ask(len(asked), lambda k, attempt: protocol.request(pairs[todo[asked[k]]], attempt),
+                         lambda k, result: protocol.read(pairs[todo[asked[k]]], result))
+    settled = itertools.chain((Answer(j, value, None, 0) for j, value in fixed.items() if value is not None),
+                              (replace(answer, index=asked[answer.index]) for answer in answers))
     with resumable(log.path):
-        for answer in answers:
+        for answer in settled:
             index = todo[answer.index]
             if answer.value is None:
                 last = answer.result.text if answer.result is not None else ""
                 run.failures.append(PairwiseFailure(instruction=pairs[index].instruction, attempts=answer.attempts,
                                                     last_answer=last[:500]))
             else:
-                row = _annotation(pairs[index], answer, settings, keys[index])
+                row = _annotation(pairs[index], answer, settings, protocol, keys[index])
                 log.append(row)
                 done[keys[index]] = row
             progress.advance()
@@ -189,7 +192,7 @@ def annotation_records(run: PairwiseRun, pairs: list[Pair], settings: PairwiseSe
         elif pair.instruction in failed:
             failure = failed[pair.instruction]
             row = _row(pair, settings, preference=None, raw_completion={"text": failure.last_answer},
-                       attempts=failure.attempts, prompt_version=PROMPT_VERSION)
+                       attempts=failure.attempts, prompt_version=run.version)
         else:
             continue
         records.append(Annotation.model_validate(row))
@@ -214,6 +217,7 @@ def run(settings: PairwiseSettings, progress: Progress = SILENT) -> PairwiseRepo
     s, out = settings, settings.out
     check_output(out, inputs=[s.outputs, s.reference], directory=True)
     alignment = align(s.outputs, s.reference, s.limit)
+    s.protocol()  # a missing alpaca-eval fails here, before a judge is loaded
     generator, cache = open_judge(s.judge, out, concurrency=s.max_concurrency, batch_size=s.batch_size,
                                   api_key_env=s.api_key_env)
     caller = JudgeCaller(generator, cache, s.max_attempts)
@@ -231,7 +235,8 @@ def run(settings: PairwiseSettings, progress: Progress = SILENT) -> PairwiseRepo
         leaderboard_file=out / LEADERBOARD_FILE, run_file=out / RUN_FILE, log_file=out / LOG_FILE,
         cache_file=out / CACHE_FILE)
     atomic_write_json(report.run_file, {
-        **s.model_dump(mode="json", include=RECORDED), "judge": redact(s.judge), "annotator": s.annotator,
+        **s.model_dump(mode="json", include=RECORDED), "judge": redact(s.judge), "annotator": s.label,
+        "prompt_version": judged.version,
         "judge_fingerprint": report.judge_fingerprint, "outputs": str(s.outputs), "reference": str(s.reference),
         **report.model_dump(include={"n_compared", "only_in_outputs", "only_in_reference", "n_annotated", "n_failed",
                                      "n_resumed"}),

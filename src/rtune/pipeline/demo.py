@@ -26,7 +26,7 @@ RECIPE = "lora_cpu.yaml"
 
 @dataclass(frozen=True)
 class DemoSize:
-    train_examples: int | None  # None: all 114 demo pairs
+    train_examples: int | None  # None: all 240 demo pairs
     epochs: int
     batch_size: int
     learning_rate: float

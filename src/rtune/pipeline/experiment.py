@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rtune.config import describe_validation_error, find_config, read_yaml_mapping
 from rtune.data import registry as datasets
+from rtune.data.refine import PAPER_MAX_NEW_TOKENS
 from rtune.errors import RtuneError
 from rtune.generation.hf import DEFAULT_BATCH_SIZE
 from rtune.pipeline import registry
@@ -31,11 +32,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Refine(Strict):
+    """Train on refined responses (rtune.data.refine); a mixture's refusal examples are added after, unrefined."""
+
+    refiner: str  # a generator spec: hf:MODEL, vllm:MODEL, openai:MODEL@URL
+    prompt_file: str | None = None  # the paper's syntax ({user_request}, {response}), relative to the experiment or
+    #                                 data:PATH; default: rtune's own prompt
+    max_new_tokens: int = Field(PAPER_MAX_NEW_TOKENS, ge=1)
+
+
 class Dataset(Strict):
     source: str  # a named source (lima, alpaca, dolly, …), a record file, hf:<id>, or `demo` (packaged)
     max_examples: int | None = Field(None, ge=1)
     seed: int = 0  # subsampling seed
     safety_mixtures: list[int] = [0]  # refusal examples appended (the paper: 0, 100, 200, 500)
+    refine: Refine | None = None
 
 
 class Training(Strict):

@@ -132,7 +132,7 @@ def run_stage(plan: Plan, key: str, env: Any, console: Console) -> None:
     stage, final, digest = plan.stages[key], plan.folder(key), plan.hashes[key]
     work = _work_folder(final, stage, digest)
     work.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     result = stage.run(Context(stage, work, {d: plan.folder(d) for d in stage.deps}, env, console))
     atomic_write_json(work / RESULT_FILE, result.model_dump(mode="json"))
     atomic_write_json(work / STAGE_FILE, redacted({

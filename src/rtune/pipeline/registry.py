@@ -20,7 +20,8 @@ from pydantic import BaseModel
 
 from rtune.errors import RtuneError
 
-BUILTIN = ("data", "train", "generate", "responses", "likelihood", "core", "safety", "pairwise", "aspects", "blind_pairs")
+BUILTIN = ("data", "refine", "train", "generate", "responses", "likelihood", "core", "safety", "pairwise", "aspects",
+           "blind_pairs")
 
 
 @dataclass(frozen=True)

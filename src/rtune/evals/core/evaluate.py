@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from rtune.data import registry
 from rtune.evals.core import gsm8k
 from rtune.evals.core.multiple_choice import evaluate_mc_task
-from rtune.evals.core.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER
+from rtune.evals.core.prompts import FEWSHOT_DELIMITER, TARGET_DELIMITER, PromptStyle
 from rtune.evals.core.report import CoreReport, samples_path
 from rtune.evals.core.results import UnitResult, results_document
 from rtune.evals.core.session import Session
@@ -43,20 +43,29 @@ def _dataset(name: str, local: bool) -> str:
     return f"{source.id}:{source.config}" if source.config else source.id
 
 
+def _encoding(style: PromptStyle) -> dict:
+    """How prompts became tokens under the protocol (see `prompts`)."""
+    bos = {None: "the tokenizer's, unless the text starts with it", True: "the tokenizer's, always",
+           False: "none"}[style.add_special_tokens]
+    return {"protocol": style.protocol, "bos": bos, "system_turn": "dropped" if style.drop_system else "template's"}
+
+
 def _task_configs(session: Session) -> dict:
     """Per task, the lm-eval task settings it reproduces."""
-    configs, chat, local = {}, session.style.chat, session.data_dir is not None
+    configs, style, local = {}, session.style, session.data_dir is not None
+    chat = style.chat
     for name in session.settings.tasks:
-        common = {"task": name, "lm_eval_task": LM_EVAL_NAMES[name], "apply_chat_template": chat}
+        common = {"task": name, "lm_eval_task": LM_EVAL_NAMES[name], "apply_chat_template": chat, **_encoding(style)}
         if name in MC_TASKS:
             task = MC_TASKS[name]
             configs[name] = {**common, "output_type": "multiple_choice", "metric_list": list(task.metrics),
-                             "dataset": _dataset(name, local), "target_delimiter": "" if chat else TARGET_DELIMITER,
+                             "dataset": _dataset(name, local), "target_delimiter": style.target_delimiter,
                              "fewshot_delimiter": FEWSHOT_DELIMITER,
                              "fewshot_split": "dev" if task.load_fewshot else None}
         else:
             configs[name] = {**common, "output_type": "generate_until", "dataset": _dataset(name, local),
                              "metric_list": ["exact_match"], "filters": ["strict-match", "flexible-extract"],
+                             "target_delimiter": TARGET_DELIMITER if style.protocol == "paper" else "",
                              "generation_kwargs": {"until": list(gsm8k.STOP), "do_sample": False,
                                                    "max_gen_toks": gsm8k.MAX_NEW_TOKENS},
                              "fewshot_as_multiturn": chat}
@@ -68,10 +77,10 @@ def _run_config(session: Session) -> dict:
     template = session.tokenizer.chat_template if chat else None
     return {
         "model": s.model, "model_path": session.model_path, "model_fingerprint": session.fingerprint,
-        "engine": "builtin", "chat_template": chat,
+        "engine": "builtin", "protocol": s.protocol, "chat_template": chat,
         "chat_template_name": None if not chat else ("tulu" if template in (None, TULU_CHAT_TEMPLATE) else "model"),
-        "fewshot_as_multiturn": chat, "num_fewshot": s.num_fewshot, "limit": s.limit, "limits": s.limits, "dtype": s.dtype,
-        "batch_size": s.batch_size, "device": session.device, "seed": s.seed,
+        "fewshot_as_multiturn": chat, "num_fewshot": s.num_fewshot, "limit": s.limit, "limits": s.limits,
+        "dtype": s.dtype, "batch_size": s.batch_size, "device": session.device, "seed": s.seed,
         "data_dir": str(session.data_dir) if session.data_dir else None, "tasks": list(s.tasks),
         "versions": _versions(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -1,12 +1,14 @@
 """GSM8K as lm-eval's `gsm8k_cot_llama`: eight fixed chain-of-thought exemplars, greedy decoding, exact match.
 
-Prompt of one problem (doc_to_text; target delimiter "", few-shot delimiter "\\n\\n"):
+Prompt of one problem (doc_to_text; few-shot delimiter "\\n\\n"):
 
     Given the following problem, reason and give a final answer to the problem.
     Problem: {question}
     Your response should end with "The final answer is [answer]" where [answer] is the response to the problem.
 
-Plain mode concatenates `text + target + "\\n\\n"` for each exemplar, then the test problem's text.
+Plain mode concatenates `text + delimiter + target + "\\n\\n"` for each exemplar, then the test problem's text;
+the delimiter is "" today (task version 4.0) and was lm-eval's default " " in the paper's time (version 3.0,
+lm-eval 0.4.4/0.4.5). The prompt's BOS follows the protocol (see `prompts`).
 Chat mode sends the exemplars as alternating user/assistant turns and the problem as the last user
 turn (lm-eval's `--apply_chat_template --fewshot_as_multiturn`). Two answers are extracted, as
 lm-eval's filters: strict ("The final answer is N") and flexible (the last number in the reply);
@@ -67,8 +69,8 @@ def problem_text(question: str) -> str:
     return INSTRUCTION.format(question=question)
 
 
-def plain_prompt(question: str, exemplars: list[Exemplar]) -> str:
-    shots = "".join(problem_text(e.question) + e.target + FEWSHOT_DELIMITER for e in exemplars)
+def plain_prompt(question: str, exemplars: list[Exemplar], target_delimiter: str = "") -> str:
+    shots = "".join(problem_text(e.question) + target_delimiter + e.target + FEWSHOT_DELIMITER for e in exemplars)
     return shots + problem_text(question)
 
 
@@ -128,8 +130,11 @@ def evaluate_gsm8k(session: Session) -> UnitResult:
     chosen = items[:limit]
     exemplars = load_exemplars()[:n_shot]
     params = DecodingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=STOP, seed=session.settings.seed)
-    requests = [GenerationRequest(messages=chat_messages(item.question, exemplars), params=params) if session.style.chat
-                else GenerationRequest(prompt=plain_prompt(item.question, exemplars), params=params) for item in chosen]
+    style, paper = session.style, session.settings.protocol == "paper"
+    encoding = {"params": params, "add_special_tokens": style.add_special_tokens}
+    requests = [GenerationRequest(messages=chat_messages(item.question, exemplars), **encoding) if style.chat
+                else GenerationRequest(prompt=plain_prompt(item.question, exemplars, " " if paper else ""), **encoding)
+                for item in chosen]
     session.release_model()
     replies = generate_in_order(session.generator(), requests, session.progress, label="gsm8k")
     values: dict[str, list[float]] = {"exact_match,strict-match": [], "exact_match,flexible-extract": []}
@@ -144,6 +149,6 @@ def evaluate_gsm8k(session: Session) -> UnitResult:
                         "strict": score.strict, "flexible": score.flexible,
                         "exact_match,strict-match": float(score.strict_correct),
                         "exact_match,flexible-extract": float(score.flexible_correct)})
-    unit = UnitResult("gsm8k", values, len(items), n_shot, "4.0", samples)
+    unit = UnitResult("gsm8k", values, len(items), n_shot, "3.0" if paper else "4.0", samples)
     session.save_part(unit, key)
     return unit

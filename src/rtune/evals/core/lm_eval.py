@@ -1,14 +1,19 @@
 """`rtune eval core --engine lm-eval`: the same evaluation through lm-evaluation-harness, read back into our shape.
 
-lm-eval is an optional extra (`pip install 'rtune[lm-eval]'` or `pip install lm-eval`) and reads its datasets from
-the Hugging Face hub. Its `simple_evaluate` output is renamed to our task names (gsm8k_cot_llama ->
-gsm8k) and re-keyed through `results.entry`, so a report reads either engine's file alike.
+lm-eval is an optional extra (`pip install 'rtune[lm-eval]'`). With a data dir it reads our local copies
+through generated task files (`lm_eval_tasks`), offline; without one, its own tasks on the Hugging Face hub.
+Its `simple_evaluate` output is renamed to our task names (gsm8k_cot_llama or rtune_gsm8k -> gsm8k) and
+re-keyed through `results.entry`, so a report reads either engine's file alike. lm-eval runs today's
+protocol only (`--protocol lm-eval`).
 """
 
 from __future__ import annotations
 
+import json
+
 from rtune.errors import RtuneError
-from rtune.evals.core.results import entry
+from rtune.evals.core.lm_eval_tasks import PREFIX, write_tasks
+from rtune.evals.core.results import ARC_GROUP, ARC_MEMBERS, arc_group, entry
 from rtune.evals.core.tasks import LM_EVAL_NAMES
 
 OUR_NAMES = {theirs: ours for ours, theirs in LM_EVAL_NAMES.items()}
@@ -19,13 +24,12 @@ def import_lm_eval():
         import lm_eval
     except ImportError as exc:
         raise RtuneError("--engine lm-eval needs lm-evaluation-harness (rtune's optional 'lm-eval' extra): "
-                         "pip install lm-eval; "
-                         "or leave --engine at builtin, which needs neither lm-eval nor the hub") from exc
+                         "pip install 'lm-eval[hf]'; or leave --engine at builtin, which needs neither") from exc
     return lm_eval
 
 
 def _ours(name: str) -> str:
-    return OUR_NAMES.get(name, name)
+    return OUR_NAMES.get(name, name.removeprefix(PREFIX))
 
 
 def _number(value) -> float | None:
@@ -44,6 +48,21 @@ def normalise_entry(name: str, metrics: dict) -> dict:
     return entry(name, pairs)
 
 
+def _sample(name: str, row: dict) -> dict:
+    """One logged sample; multiple-choice ones also as ours (context, continuations, log-likelihoods), generated
+    ones with the reply."""
+    metric_values = {key: value for key, value in row.items() if _number(value) is not None and key != "doc_id"}
+    sample = {"task": _ours(name), "doc_id": row.get("doc_id"), "target": row.get("target"),
+              "filter": row.get("filter"), "filtered_resps": row.get("filtered_resps"), **metric_values}
+    arguments, responses, raw = row.get("arguments") or [], row.get("filtered_resps") or [], row.get("resps") or []
+    if raw and isinstance(raw[0], (list, tuple)) and raw[0] and isinstance(raw[0][0], str):
+        sample["reply"] = raw[0][0]
+    if arguments and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in responses):
+        sample |= {"context": arguments[0][0], "continuations": [a[1] for a in arguments],
+                   "logprobs": [float(r[0]) for r in responses]}
+    return sample
+
+
 def normalise_lm_eval(raw: dict) -> tuple[dict, list[dict]]:
     """(results document, samples) from the dict lm_eval.simple_evaluate returns."""
     results = {_ours(name): normalise_entry(_ours(name), metrics) for name, metrics in raw.get("results", {}).items()}
@@ -52,38 +71,50 @@ def normalise_lm_eval(raw: dict) -> tuple[dict, list[dict]]:
                for key in ("configs", "versions", "n-shot", "n-samples", "higher_is_better")}
     tree = {_ours(group): [_ours(member) for member in members]
             for group, members in raw.get("group_subtasks", {}).items()}
+    arc = arc_group(results, {name: counts.get("effective") for name, counts in renamed["n-samples"].items()})
+    if arc is not None:
+        groups, tree = {ARC_GROUP: arc, **groups}, {ARC_GROUP: list(ARC_MEMBERS), **tree}
+        results = {ARC_GROUP: arc, **results}
     lm_config = raw.get("config", {})
-    config = {"engine": "lm-eval", "lm_eval_version": raw.get("lm_eval_version"), "lm_eval_config": lm_config,
-              "model": lm_config.get("model_args"), "batch_size": lm_config.get("batch_size"),
-              "limit": lm_config.get("limit"),
+    config = {"engine": "lm-eval", "protocol": "lm-eval", "lm_eval_version": raw.get("lm_eval_version"),
+              "lm_eval_config": lm_config, "model": lm_config.get("model_args"),
+              "batch_size": lm_config.get("batch_size"), "limit": lm_config.get("limit"),
               "chat_template": bool(raw.get("chat_template")), "fewshot_as_multiturn": raw.get("fewshot_as_multiturn")}
     document = {"results": results, "groups": groups, "group_subtasks": tree, **renamed, "config": config,
                 "total_evaluation_time_seconds": _number(raw.get("total_evaluation_time_seconds"))}
-    samples = []
-    for name, rows in raw.get("samples", {}).items():
-        for row in rows:
-            metric_values = {key: value for key, value in row.items()
-                             if _number(value) is not None and key not in ("doc_id",)}
-            samples.append({"task": _ours(name), "doc_id": row.get("doc_id"), "target": row.get("target"),
-                            "filtered_resps": row.get("filtered_resps"), **metric_values})
-    return document, samples
+    samples = [_sample(name, row) for name, rows in raw.get("samples", {}).items() for row in rows]
+    return _plain(document), _plain(samples)
+
+
+def _plain(value):
+    """JSON-ready: lm-eval's configs hold functions and dtypes; those are written as their str()."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def run_lm_eval(settings) -> tuple[dict, list[dict]]:
     """Run lm-eval's HF backend on the same model, tasks and options; normalised results and samples."""
     lm_eval = import_lm_eval()
-    if settings.data_dir:
-        raise RtuneError("--engine lm-eval reads its datasets from the Hugging Face hub; "
-                         "--data-dir works with --engine builtin only")
+    from lm_eval.tasks import TaskManager
+
+    from rtune.data.registry import resolve_data_dir
     from rtune.evals.core.prompts import prompt_style
+    from rtune.evals.core.session import parts_dir
     from rtune.models import load_tokenizer, prepare_model
 
+    if settings.limits:
+        raise RtuneError("--engine lm-eval takes one limit for every task, not per-task limits")
     path = prepare_model(settings.model)
     chat = prompt_style(load_tokenizer(path), settings.chat_template).chat
     device = None if settings.device == "auto" else settings.device
+    data_dir = resolve_data_dir(settings.data_dir)
+    if data_dir is None:
+        tasks, manager = [LM_EVAL_NAMES[t] for t in settings.tasks], None
+    else:
+        folder = parts_dir(settings.out) / "lm_eval_tasks"
+        tasks = write_tasks(list(settings.tasks), data_dir, folder)
+        manager = TaskManager(include_path=str(folder), include_defaults=False)
     raw = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={path},dtype={settings.dtype}",
-        tasks=[LM_EVAL_NAMES[t] for t in settings.tasks],
+        model="hf", model_args=f"pretrained={path},dtype={settings.dtype}", tasks=tasks, task_manager=manager,
         num_fewshot=settings.num_fewshot, batch_size=settings.batch_size, device=device, limit=settings.limit,
         apply_chat_template=chat, fewshot_as_multiturn=chat, log_samples=True,
         random_seed=settings.seed, numpy_random_seed=settings.seed, torch_random_seed=settings.seed,
@@ -91,5 +122,5 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
     document, samples = normalise_lm_eval(raw)
     document["config"].update({"model": settings.model, "model_path": path, "chat_template": chat,
                                "dtype": settings.dtype, "num_fewshot": settings.num_fewshot, "seed": settings.seed,
-                               "tasks": list(settings.tasks)})
+                               "data_dir": str(data_dir) if data_dir else None, "tasks": list(settings.tasks)})
     return document, samples

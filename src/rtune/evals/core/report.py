@@ -1,8 +1,10 @@
 """The typed view of a core results document, for the CLI summary, the pipeline and the report.
 
 The JSON file stays lm-eval's shape (what other tools read); `CoreReport` is what Python reads:
-per task, MMLU group and MMLU subject the headline metrics with standard errors and item counts.
-It is built from the document alone, so `CoreReport.load(path)` gives back what `run` returned.
+per task, group (MMLU's, and ARC-Easy + ARC-Challenge as the paper's one ARC column) and MMLU subject
+the metrics with standard errors and item counts. The headline metric is the paper's: acc (lm-eval's
+`acc`, not `acc_norm`, in its tables), GSM8K's strict exact match. It is built from the document alone,
+so `CoreReport.load(path)` gives back what `run` returned.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class Metric(BaseModel):
 class TaskScores(BaseModel):
     """One entry of the results; a metric the task does not report is None."""
 
-    kind: Literal["task", "group", "subtask"]  # subtask: a member of a group (an MMLU subject)
+    kind: Literal["task", "group", "subtask"]  # subtask: a member of a group not asked for by name (an MMLU subject)
     n: int | None  # items scored (a group: its members'); None where the document does not say
     acc: Metric | None = None
     acc_norm: Metric | None = None
@@ -42,6 +44,7 @@ class CoreReport(BaseModel):
     document: Path
     samples: Path
     engine: Literal["builtin", "lm-eval"]
+    protocol: Literal["paper", "lm-eval"] | None = None  # None: written before protocols were recorded
     chat_template: bool
     seconds: float | None
     n_shot: dict[str, int]
@@ -49,13 +52,14 @@ class CoreReport(BaseModel):
 
     @property
     def headline(self) -> dict[str, TaskScores]:
-        """Tasks and groups, without the members of groups (the 57 MMLU subjects)."""
+        """Tasks and groups, without the members of groups not asked for by name (the 57 MMLU subjects)."""
         return {name: scores for name, scores in self.results.items() if scores.kind != "subtask"}
 
     @classmethod
     def from_document(cls, document: dict, path: Path) -> CoreReport:
         groups, tree = document.get("groups", {}), document.get("group_subtasks", {})
-        members = {member for names in tree.values() for member in names}
+        config = document.get("config", {})
+        members = {member for names in tree.values() for member in names} - set(config.get("tasks", []))
         sizes = {name: counts.get("effective") for name, counts in document.get("n-samples", {}).items()}
 
         def size(name: str) -> int | None:
@@ -71,9 +75,8 @@ class CoreReport(BaseModel):
                                     acc_norm=_metric(entry, "acc_norm"), exact_match=_metric(entry, "exact_match"),
                                     exact_match_flexible=_metric(entry, "exact_match_flexible-extract"))
                    for name, entry in document["results"].items()}
-        config = document.get("config", {})
         return cls(document=path, samples=samples_path(path), engine=config.get("engine", "builtin"),
-                   chat_template=bool(config.get("chat_template")),
+                   protocol=config.get("protocol"), chat_template=bool(config.get("chat_template")),
                    seconds=document.get("total_evaluation_time_seconds"),
                    n_shot=document.get("n-shot", {}), results=results)
 

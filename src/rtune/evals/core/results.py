@@ -111,10 +111,33 @@ def mmlu_groups(units: list[UnitResult]) -> tuple[dict[str, dict], dict[str, lis
     return groups, tree
 
 
+ARC_GROUP, ARC_MEMBERS = "ai2_arc", ("arc_easy", "arc_challenge")
+
+
+def arc_group(results: dict[str, dict], sizes: dict[str, int]) -> dict | None:
+    """The paper's one ARC column: ARC-Easy and ARC-Challenge as one set, each weighted by its items.
+
+    That is lm-eval's `ai2_arc` group until July 2024 (0.4.3: the size-weighted mean, pooled stderr). From
+    0.4.4 on, the version the paper needed for gsm8k_cot_llama, `ai2_arc` is a tag that reports the two
+    tasks apart, so the paper combined them itself; accuracy over all ARC questions is this. Read from
+    finished entries (either engine's); None unless both tasks ran.
+    """
+    if not all(name in results and sizes.get(name) for name in ARC_MEMBERS):
+        return None
+    members = [({key: (results[name][key], results[name].get(f"{key}_stderr")) for key in ("acc", "acc_norm")
+                 if isinstance(results[name].get(key), float)}, sizes[name]) for name in ARC_MEMBERS]
+    metrics, _ = _group(members)
+    return entry(ARC_GROUP, metrics)
+
+
 def results_document(units: list[UnitResult], config: dict, task_configs: dict, seconds: float) -> dict:
     """The whole results JSON, keyed like lm-eval's simple_evaluate output."""
     groups, tree = mmlu_groups(units)
-    results = {**groups, **{u.name: unit_entry(u) for u in units}}
+    tasks = {u.name: unit_entry(u) for u in units}
+    arc = arc_group(tasks, {u.name: u.n for u in units})
+    if arc is not None:
+        groups, tree = {**groups, ARC_GROUP: arc}, {**tree, ARC_GROUP: list(ARC_MEMBERS)}
+    results = {**groups, **tasks}
     return {
         "results": results,
         "groups": groups,

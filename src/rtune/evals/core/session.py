@@ -26,6 +26,12 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.stem + ".parts")
 
 
+def model_type(model_path: str) -> str:
+    """The `model_type` of a model folder's config; "" for a hub id (whose name then stands in for it)."""
+    config = Path(model_path) / "config.json"
+    return str(read_json(config).get("model_type", "")) if config.is_file() else ""
+
+
 class Session:
     """Loads the tokenizer at once, the scoring model and the generator when first needed."""
 
@@ -39,7 +45,8 @@ class Session:
         self.parts = parts_dir(settings.out)
         self.model_path = prepare_model(settings.model)
         self.tokenizer = load_tokenizer(self.model_path)
-        self.style: PromptStyle = prompt_style(self.tokenizer, settings.chat_template)
+        self.style: PromptStyle = prompt_style(self.tokenizer, settings.chat_template, settings.protocol,
+                                               model_type(self.model_path) or self.model_path)
         self.fingerprint = model_fingerprint(self.model_path)
         self.device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self._scorer = None
@@ -54,7 +61,8 @@ class Session:
             from rtune.models import load_model
 
             model, _ = load_model(self.model_path, dtype=getattr(torch, self.settings.dtype))
-            self._scorer = ChoiceScorer(model.to(self.device), self.tokenizer, batch_size=self.settings.batch_size)
+            self._scorer = ChoiceScorer(model.to(self.device), self.tokenizer, batch_size=self.settings.batch_size,
+                                        add_special_tokens=self.style.add_special_tokens)
         return self._scorer
 
     def release_model(self) -> None:
@@ -80,6 +88,7 @@ class Session:
     def unit_key(self, name: str, n_shot: int, limit: int | None) -> str:
         s = self.settings
         return stable_hash({"format": PARTS_FORMAT, "unit": name, "model": self.fingerprint, "chat": self.style.chat,
+                            "protocol": s.protocol,
                             "template": self.tokenizer.chat_template if self.style.chat else None, "n_shot": n_shot,
                             "limit": limit, "dtype": s.dtype, "data": str(self.data_dir)})
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rtune.errors import RtuneError
 from rtune.evals.core.tasks import parse_tasks
 
 
@@ -36,7 +37,23 @@ class CoreEvalSettings(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
     seed: int = 0
     engine: Literal["builtin", "lm-eval"] = Field(
-        "builtin", description="builtin (local files, context computed once) or lm-eval (optional extra; hub).")
+        "builtin", description="builtin (context computed once) or lm-eval (lm-evaluation-harness itself, the optional "
+                               "'lm-eval' extra; local data through generated task files, else the hub).")
+    protocol: Literal["paper", "lm-eval"] = Field(  # type: ignore[assignment]  # unset: the engine's (see below)
+        None, description="paper (lm-eval 0.4.5 as the paper ran it: ' ' before each choice, BOS for Gemma only, "
+                          "no system turn in Tulu's template) or lm-eval (lm-eval today). Default: paper; "
+                          "lm-eval for --engine lm-eval.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_protocol(cls, data):
+        """lm-eval itself runs today's protocol only (its chat mode no longer puts " " before a choice)."""
+        if isinstance(data, dict) and data.get("protocol") is None:
+            data = {**data, "protocol": "lm-eval" if data.get("engine") == "lm-eval" else "paper"}
+        if isinstance(data, dict) and data.get("engine") == "lm-eval" and data["protocol"] != "lm-eval":
+            raise RtuneError("--engine lm-eval runs lm-eval's own (today's) protocol; use --protocol lm-eval, or "
+                             "--engine builtin for --protocol paper")
+        return data
 
     def limit_of(self, task: str) -> int | None:
         return self.limits.get(task, self.limit)

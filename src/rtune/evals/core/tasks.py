@@ -165,16 +165,25 @@ def hellaswag_preprocess(text: str) -> str:
     return text.replace("  ", " ")
 
 
+def hellaswag_split(ctx: str) -> tuple[str, str]:
+    """(ctx_a, ctx_b) of a context whose split was lost: ctx_b is the unfinished sentence at the end.
+
+    ActivityNet's ctx_b is that fragment ("he", "the lady"); WikiHow's is usually empty, and then the
+    last sentence is taken for it, which only matters where that sentence holds capitals (52 of 10,042).
+    """
+    cut = max(ctx.rfind(". "), ctx.rfind("? "), ctx.rfind("! "))
+    return (ctx[:cut + 1], ctx[cut + 2:]) if cut >= 0 else ("", ctx)
+
+
 def _capitalise_last_fragment(ctx: str) -> str:
     """Approximate lm-eval's `ctx_b.capitalize()` on a context whose ctx_a/ctx_b split was lost.
 
-    ctx_b is the unfinished sentence at the end (ActivityNet: "he", "the lady"); its first letter
-    is upper-cased. Unlike str.capitalize, the rest of the fragment keeps its case (lm-eval would
-    lower-case it, which only matters for fragments holding capitals, e.g. names).
+    The first letter of the guessed ctx_b (`hellaswag_split`) is upper-cased. Unlike str.capitalize,
+    the rest of the fragment keeps its case (lm-eval would lower-case it, which only matters for
+    fragments holding capitals, e.g. names).
     """
-    cut = max(ctx.rfind(". "), ctx.rfind("? "), ctx.rfind("! "))
-    start = cut + 2 if cut >= 0 else 0
-    return ctx[:start] + ctx[start:start + 1].upper() + ctx[start + 1:]
+    ctx_a, ctx_b = hellaswag_split(ctx)
+    return ctx_a + (" " if ctx_a else "") + ctx_b[:1].upper() + ctx_b[1:]
 
 
 def hellaswag_text(activity_label: str, ctx: str) -> str:

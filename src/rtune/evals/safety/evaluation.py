@@ -21,7 +21,7 @@ from rtune.evals.safety.report import render_report
 from rtune.evals.safety.sets import SETS, load_items, parse_sets
 from rtune.generation import DecodingParams, GenerationCache, from_spec
 from rtune.io import atomic_write_json, atomic_write_text, check_output, read_json, sha256_file
-from rtune.judges.refusal import make_refusal_judge
+from rtune.judges.refusal import load_judge_prompt, make_refusal_judge
 from rtune.progress import SILENT, Progress
 from rtune.prompting import parse_format
 from rtune.redact import redact
@@ -50,7 +50,9 @@ class SafetyRun(BaseModel):
     prompt: str = Field("chat", description="chat: the model's chat template (Tulu's when it has none); tulu: the paper's raw "
                                             "Tulu prompt; plain: the prompt alone; or a URIAL mode or prompt file.")
     judge_max_new_tokens: int = Field(2048, ge=1, description="Length cap of the LLM judge's answer.")
-    judge_retries: int = Field(2, ge=0, description="Re-asks when the LLM judge gives no label.")
+    judge_retries: int = Field(2, ge=0, description="Re-asks when the LLM judge gives no label (the paper: 0).")
+    judge_prompt: Path | None = Field(None, description="Prompt file for the LLM judge in the RT paper's syntax "
+                                                        "({prompt}, {model_output}); default: rtune's own prompt.")
     data_dir: Path | None = Field(None, description="Local benchmark copies (default: $RTUNE_DATA_DIR, else the hub).")
     cache: Path | None = Field(None, description="Generation cache file (default: OUT/cache.sqlite).")
     batch_size: int | None = Field(None, ge=1, description="Batch size for in-process models.")
@@ -73,9 +75,20 @@ class SafetyRun(BaseModel):
             raise RtuneError("give exactly one of --model and --outputs")
         return self
 
+    @model_validator(mode="after")
+    def _judge_prompt_fits(self) -> SafetyRun:
+        if self.judge_prompt is not None:
+            if self.judge == "keyword":
+                raise RtuneError("--judge-prompt needs an LLM judge (--judge MODEL), not the keyword judge")
+            load_judge_prompt(self.judge_prompt)  # a file without {prompt} or {model_output} fails here
+        return self
+
     def identity(self) -> dict:
-        """The settings that decide the numbers (recorded in run.json and summary.json)."""
-        identity = self.model_dump(mode="json", exclude=HOW_TO_RUN)
+        """The settings that decide the numbers (recorded in run.json and summary.json); a judge prompt file
+        by its name and text hash, and only when one is used (so runs made before the option still resume)."""
+        identity = self.model_dump(mode="json", exclude=HOW_TO_RUN | {"judge_prompt"})
+        if self.judge_prompt is not None:
+            identity["judge_prompt"] = load_judge_prompt(self.judge_prompt).version
         return {**identity, **{name: redact(identity[name]) for name in ("model", "judge") if identity[name]}}
 
 
@@ -100,13 +113,14 @@ def run(settings: SafetyRun, progress: Progress = SILENT,
     counts answers and verdicts; `say` hears what a user should know (the prompt counts, a resume).
     """
     s, out = settings, settings.out
-    check_output(out, inputs=[s.outputs, s.cache], directory=True)
+    check_output(out, inputs=[s.outputs, s.cache, s.judge_prompt], directory=True)
     items = load_items(s.sets, s.data_dir, s.limit, s.seed, s.limits)
     counts = Counter(f"{item.set}/{item.subset}" for item in items)
     say(f"{len(items)} prompts: " + ", ".join(f"{key} {n}" for key, n in counts.items()))
     needs_cache = s.model is not None or s.judge != "keyword"
     cache = GenerationCache(s.cache or out / "cache.sqlite") if needs_cache else None
-    judge = make_refusal_judge(s.judge, s.judge_max_new_tokens, s.judge_retries, cache=cache, batch_size=s.batch_size)
+    judge = make_refusal_judge(s.judge, s.judge_max_new_tokens, s.judge_retries, cache=cache,
+                               prompt_file=s.judge_prompt, batch_size=s.batch_size)
     manifest = {**s.identity(), "judge_name": judge.name}
     if s.outputs:
         outputs = match_outputs(items, s.outputs)

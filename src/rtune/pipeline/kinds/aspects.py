@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+from rtune.judges.aspect_prompts import FIELDS
 from rtune.judges.aspects import AspectsSettings, AspectsSummary
 from rtune.pipeline.kinds.generate import InstructionSet
 from rtune.pipeline.plan import Context, Stage
 from rtune.pipeline.registry import Kind, register
+from rtune.prompting.files import load_prompt_file
 from rtune.report.figures import Section, bars, ci_text
 
 ASPECT_ORDER = ("helpfulness", "clarity", "factuality", "depth", "engagement", "safety")
+TEMPLATES = ("template", "safety_template")
 
 
 class AspectsSpec(InstructionSet):
     judge: str
+    template: str | None = None  # prompt files in just-eval's syntax (relative to the experiment, or data:PATH);
+    safety_template: str | None = None  # default: rtune's own prompts
+    system_prompt: str | None = None
 
 
 def plan(builder, spec: AspectsSpec) -> None:
+    """Template files are hashed by their text and copied into the stage, so their paths never change a key."""
+    experiment = builder.experiment
+    settings = {"judge": spec.judge, "limit": spec.limit}
+    if spec.system_prompt is not None:
+        settings["system_prompt"] = spec.system_prompt
+    texts = {name: load_prompt_file(experiment.prompt_file(getattr(spec, name)), "template", FIELDS,
+                                    f"evals.aspects.{name}").text
+             for name in TEMPLATES if getattr(spec, name) is not None}
+    inputs = {"settings": settings, **({"templates": texts} if texts else {})}
     for cell in builder.chosen(spec):
-        builder.add(Stage(f"{cell.name}/aspects", "aspects", cell, {"settings": {"judge": spec.judge, "limit": spec.limit}},
-                          run, (builder.generation(cell, spec.instructions),)))
+        answers = builder.generation(cell, spec.instructions)
+        builder.add(Stage(f"{cell.name}/aspects", "aspects", cell, inputs, run, (answers,)))
 
 
 def run(ctx: Context) -> AspectsSummary:
+    from rtune.io import atomic_write_text
     from rtune.judges.aspects import run as judge
     from rtune.progress import Bar
 
-    settings = AspectsSettings(outputs=ctx.dirs[ctx.stage.deps[0]] / "outputs.json", out=ctx.work, **ctx.settings)
+    templates = {}
+    for name, text in ctx.stage.inputs.get("templates", {}).items():
+        templates[name] = ctx.work / f"{name}.txt"
+        atomic_write_text(templates[name], text)
+    settings = AspectsSettings(outputs=ctx.dirs[ctx.stage.deps[0]] / "outputs.json", out=ctx.work, **ctx.settings,
+                               **templates)
     with Bar(ctx.console) as bar:
         return AspectsSummary.model_validate(judge(settings, bar).summary_json())
 

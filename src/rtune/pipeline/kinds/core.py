@@ -7,6 +7,7 @@ base, IT and RT cells only (URIAL cells would score the base model again).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -23,6 +24,7 @@ class CoreSpec(Selection):
     limit: int | None = Field(None, ge=1)  # items per task (per MMLU subject)
     limits: dict[str, int] = {}  # per-task limits replacing `limit`, e.g. {mmlu: 10}
     num_fewshot: int | None = None
+    protocol: Literal["paper", "lm-eval"] = "paper"  # see rtune.evals.core.prompts
     methods: list[Method] | None = ["base", "it", "rt"]
 
 
@@ -39,23 +41,26 @@ def run(ctx: Context) -> CoreReport:
     from rtune.progress import Bar
 
     s = ctx.settings
-    settings = CoreEvalSettings(model=model_dir(ctx), out=ctx.work / "core.json", tasks=tuple(s["tasks"]), limit=s["limit"],
-                                limits=s["limits"], num_fewshot=s["num_fewshot"], data_dir=ctx.env.data_root())
+    settings = CoreEvalSettings(model=model_dir(ctx), out=ctx.work / "core.json", tasks=tuple(s["tasks"]),
+                                limit=s["limit"], limits=s["limits"], num_fewshot=s["num_fewshot"],
+                                protocol=s["protocol"], data_dir=ctx.env.data_root())
     with Bar(ctx.console) as bar:
         report = evaluate(settings, bar)
     return report.model_copy(update={"document": Path(report.document.name), "samples": Path(report.samples.name)})
 
 
-def _headline(scores) -> tuple[str, object] | None:
-    for metric in ("acc_norm", "acc", "exact_match"):
-        if getattr(scores, metric) is not None:
-            return metric, getattr(scores, metric)
-    return None
+def _headline(scores) -> tuple[object, str] | None:
+    """The paper's number (acc; GSM8K strict exact match) and, beside it, acc_norm where there is one."""
+    metric = scores.acc or scores.exact_match
+    if metric is None:
+        return None
+    return metric, f" (acc_norm {scores.acc_norm.value:.3f})" if scores.acc and scores.acc_norm else ""
 
 
 def section(stages: list) -> Section:
     tasks = list(dict.fromkeys(name for stage in stages for name in stage.result.headline))
-    table = Section("Core capabilities", "Accuracy per task (acc_norm where lm-eval reports it, else acc; GSM8K exact match), "
+    table = Section("Core capabilities", "Accuracy per task as the paper reports it (lm-eval's acc, acc_norm beside "
+                    "it; GSM8K strict exact match; ai2_arc: ARC-Easy and ARC-Challenge as one set), "
                     "± 1.96 standard errors.", ["Cell", *tasks])
     series: dict[str, list] = {task: [] for task in tasks}
     for stage in stages:
@@ -67,9 +72,9 @@ def section(stages: list) -> Section:
                 row.append("–")
                 series[task].append((0.0, 0.0, 0.0))
                 continue
-            metric, value = found
+            value, beside = found
             half = 1.96 * (value.stderr or 0)
-            row.append(f"{ci_text(value.value, value.value - half, value.value + half)} ({metric})")
+            row.append(ci_text(value.value, value.value - half, value.value + half) + beside)
             series[task].append((value.value, value.value - half, value.value + half))
         table.rows.append(row)
     table.figures.append(("Core task accuracy", bars([s.cell for s in stages], series, "accuracy")))

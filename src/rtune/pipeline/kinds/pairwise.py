@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rtune.errors import RtuneError
 from rtune.judges.pairwise import PairwiseSettings
+from rtune.judges.pairwise_protocols import Annotator, resolve_annotator
 from rtune.pipeline.experiment import Method
 from rtune.pipeline.kinds.generate import InstructionSet
 from rtune.pipeline.plan import Context, Stage
@@ -16,7 +17,8 @@ class PairwiseSpec(InstructionSet):
     judge: str
     reference: str = "it"  # a method (same model, dataset, mixture, seed) or a full cell name
     methods: list[Method] | None = ["rt"]
-    mode: str = PairwiseSettings.model_fields["mode"].default
+    annotator: Annotator | None = None  # alpaca_eval_2 or rtune; default: AlpacaEval 2's when alpaca-eval is installed
+    mode: str = PairwiseSettings.model_fields["mode"].default  # rtune's annotator: weighted or parsed
 
 
 class PairwiseStageResult(WinRateReport):
@@ -37,12 +39,21 @@ def pairs(builder, spec: PairwiseSpec) -> list:
     return found
 
 
+def annotator_settings(spec: PairwiseSpec) -> dict:
+    """What decides the annotator's answers: rtune's mode, or AlpacaEval's config as installed (version, prompt)."""
+    annotator = resolve_annotator(spec.annotator, spec.mode)
+    if annotator == "rtune":
+        return {"mode": spec.mode}
+    from rtune.judges.alpaca_eval_annotator import load_annotator
+
+    return {"annotator": annotator, "alpaca_eval": load_annotator().identity()}
+
+
 def plan(builder, spec: PairwiseSpec) -> None:
     for cell, reference in pairs(builder, spec):
         own, theirs = builder.generation(cell, spec.instructions), builder.generation(reference, spec.instructions)
-        builder.add(Stage(f"{cell.name}/pairwise", "pairwise", cell,
-                          {"settings": {"judge": spec.judge, "mode": spec.mode, "limit": spec.limit, "reference": reference.name}},
-                          run, (own, theirs)))
+        settings = {"judge": spec.judge, **annotator_settings(spec), "limit": spec.limit, "reference": reference.name}
+        builder.add(Stage(f"{cell.name}/pairwise", "pairwise", cell, {"settings": settings}, run, (own, theirs)))
 
 
 def run(ctx: Context) -> PairwiseStageResult:
@@ -51,7 +62,8 @@ def run(ctx: Context) -> PairwiseStageResult:
 
     s = ctx.settings
     own, theirs = (ctx.dirs[key] / "outputs.json" for key in ctx.stage.deps)
-    settings = PairwiseSettings(outputs=own, reference=theirs, judge=s["judge"], out=ctx.work, mode=s["mode"], limit=s["limit"])
+    settings = PairwiseSettings(outputs=own, reference=theirs, judge=s["judge"], out=ctx.work, limit=s["limit"],
+                                annotator=s.get("annotator", "rtune"), mode=s.get("mode", "weighted"))
     with Bar(ctx.console) as bar:
         report = judge(settings, bar)
     return PairwiseStageResult(**report.metrics.model_dump(), reference=s["reference"])

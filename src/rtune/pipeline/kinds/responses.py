@@ -13,9 +13,19 @@ class ResponsesSpec(InstructionSet):
     """The `responses:` section: which instruction set (and how many) every chosen cell answers."""
 
 
+def rules() -> str:
+    """The classifier's identity: a change to its rules or thresholds relabels every cell (a cheap stage)."""
+    import inspect
+
+    import rtune.evals.responses
+    from rtune.io import stable_hash
+
+    return stable_hash(inspect.getsource(rtune.evals.responses))[:16]
+
+
 def plan(builder, spec: ResponsesSpec) -> None:
     for cell in builder.chosen(spec):
-        builder.add(Stage(f"{cell.name}/responses", "responses", cell, {"settings": {"limit": spec.limit}}, run,
+        builder.add(Stage(f"{cell.name}/responses", "responses", cell, {"settings": {"limit": spec.limit}, "rules": rules()}, run,
                           (builder.generation(cell, spec.instructions),)))
 
 

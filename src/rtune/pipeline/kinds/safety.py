@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from rtune.evals.safety import SETS, SafetyRun, SafetySummary
+from rtune.judges.refusal import load_judge_prompt
 from rtune.pipeline.experiment import Selection
 from rtune.pipeline.kinds.generate import prompt_for
 from rtune.pipeline.kinds.train import cell_cache, model_dir
@@ -25,27 +26,38 @@ class SafetySpec(Selection):
     limit: int | None = Field(None, ge=1)  # prompts per set
     limits: dict[str, int] = {}  # per-set limits replacing `limit`, e.g. {xstest: 450}
     max_new_tokens: int | None = Field(None, ge=1)  # default: generation.max_new_tokens
+    judge_prompt: str | None = None  # LLM judge prompt file, RT paper syntax (relative to the experiment, or data:PATH)
+    judge_retries: int | None = Field(None, ge=0)  # re-asks of a label-less answer (default 2; the paper: 0)
 
 
 def plan(builder, spec: SafetySpec) -> None:
     experiment = builder.experiment
     content = {name: builder.content(name) for name in spec.sets}
+    judge_prompt = {}  # the file's text, hashed and copied into the stage: its path never changes a key
+    if spec.judge_prompt is not None:
+        judge_prompt["judge_prompt"] = load_judge_prompt(experiment.prompt_file(spec.judge_prompt)).text
     for cell in builder.chosen(spec):
         prompt = prompt_for(experiment, cell.method)
         settings = {"sets": spec.sets, "judge": spec.judge, "limit": spec.limit, "limits": spec.limits, "prompt": prompt,
                     "max_new_tokens": spec.max_new_tokens or experiment.generation.max_new_tokens}
+        if spec.judge_retries is not None:
+            settings["judge_retries"] = spec.judge_retries
         builder.add(Stage(f"{cell.name}/safety", "safety", cell,
                           {"model": builder.source(cell), "settings": settings, "prompting": parse_format(prompt).identity(),
-                           "content": content}, run, builder.model_deps(cell)))
+                           "content": content, **judge_prompt}, run, builder.model_deps(cell)))
 
 
 def run(ctx: Context) -> SafetySummary:
     from rtune.evals.safety import run as evaluate
+    from rtune.io import atomic_write_text
     from rtune.progress import Bar
 
-    experiment = ctx.env
+    experiment, options = ctx.env, {}
+    if "judge_prompt" in ctx.stage.inputs:
+        options["judge_prompt"] = ctx.work / "judge_prompt.txt"
+        atomic_write_text(options["judge_prompt"], ctx.stage.inputs["judge_prompt"])
     settings = SafetyRun(model=model_dir(ctx), out=ctx.work, data_dir=experiment.data_root(), cache=cell_cache(ctx),
-                         batch_size=experiment.generation.batch_size, **ctx.settings)
+                         batch_size=experiment.generation.batch_size, **ctx.settings, **options)
     with Bar(ctx.console) as bar:
         return evaluate(settings, bar, say=ctx.console.print)
 
