@@ -118,3 +118,23 @@ def test_missing_lm_eval_says_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_lm_eval)
     with pytest.raises(RtuneError, match=r"optional 'lm-eval' extra\): pip install 'lm-eval\[hf\]'"):
         import_lm_eval()
+
+
+def test_agreement_counts_what_differs():
+    from rtune.evals.core.lm_eval import agreement
+
+    def sample(task, doc_id, logprobs, acc, context="Q:"):
+        return {"task": task, "doc_id": doc_id, "context": context, "continuations": [" a", " b"], "logprobs": logprobs,
+                "acc": acc, "acc_norm": acc}
+
+    ours = [sample("piqa", 0, [-1.0, -2.0], 1.0), sample("piqa", 1, [-400.0, -401.0], 0.0),
+            sample("mmlu_anatomy", 0, [-1.0, -0.5], 0.0), sample("mmlu_virology", 0, [-3.0, -1.0], 1.0)]
+    theirs = [sample("piqa", 0, [-1.0004, -2.0], 1.0), sample("piqa", 1, [-400.003, -401.0], 0.0),
+              sample("mmlu_anatomy", 0, [-1.0, -1.5], 1.0, context="Other"),
+              sample("mmlu_virology", 0, [-3.0, -1.0], 1.0), {"task": "gsm8k", "doc_id": 0, "reply": "x"}]
+    found = agreement(ours, theirs)
+    assert set(found) == {"piqa", "mmlu"}
+    piqa, mmlu = found["piqa"], found["mmlu"]
+    assert (piqa.items, piqa.same_prompt, piqa.same_prediction, piqa.within) == (2, 2, 2, 2)  # 3e-3 of 400: relative
+    assert piqa.max_abs_delta == pytest.approx(0.003)
+    assert (mmlu.items, mmlu.same_prompt, mmlu.same_scores, mmlu.same_prediction, mmlu.within) == (2, 1, 1, 1, 1)

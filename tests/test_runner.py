@@ -191,7 +191,7 @@ def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shar
     safety = json.loads((run_dir / "stages/tiny/base/safety/result.json").read_text())
     assert safety["items"] == 6 and safety["sets"]["xstest"]["false_refusal"]["n"] > 0
     report = (run_dir / "report.md").read_text()
-    assert "| tiny/base | 0 |" in report and "(acc_norm)" in report
+    assert "| tiny/base | 0 |" in report and "(acc_norm " in report
 
 
 def test_editing_a_benchmark_file_reruns_only_the_stages_that_read_it(tiny_model_dir, tmp_path, shared_data):

@@ -10,9 +10,13 @@ protocol only (`--protocol lm-eval`).
 from __future__ import annotations
 
 import json
+import math
+
+from pydantic import BaseModel
 
 from rtune.errors import RtuneError
 from rtune.evals.core.lm_eval_tasks import PREFIX, write_tasks
+from rtune.evals.core.multiple_choice import argmax
 from rtune.evals.core.results import ARC_GROUP, ARC_MEMBERS, arc_group, entry
 from rtune.evals.core.tasks import LM_EVAL_NAMES
 
@@ -124,3 +128,33 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
                                "dtype": settings.dtype, "num_fewshot": settings.num_fewshot, "seed": settings.seed,
                                "data_dir": str(data_dir) if data_dir else None, "tasks": list(settings.tasks)})
     return document, samples
+
+
+class Agreement(BaseModel):
+    """How one task's per-item samples from the builtin engine and from lm-eval compare."""
+
+    items: int  # in both runs
+    same_prompt: int  # identical context and continuations
+    same_scores: int  # identical acc and acc_norm
+    same_prediction: int  # the same choice has the highest log-likelihood
+    within: int  # every choice's log-likelihood within 3e-3, or 1e-5 relative (float32 in another batch layout)
+    max_abs_delta: float
+
+
+def agreement(ours: list[dict], theirs: list[dict]) -> dict[str, Agreement]:
+    """Per task (MMLU's subjects together), the multiple-choice items both sample files hold, compared."""
+    mine = {(s["task"], s["doc_id"]): s for s in ours if "logprobs" in s}
+    lm = {(s["task"], s["doc_id"]): s for s in theirs if "logprobs" in s}
+    counts: dict[str, list] = {}
+    for key in mine.keys() & lm.keys():
+        a, b = mine[key], lm[key]
+        pairs = list(zip(a["logprobs"], b["logprobs"], strict=True))
+        row = counts.setdefault("mmlu" if key[0].startswith("mmlu_") else key[0], [0, 0, 0, 0, 0, 0.0])
+        row[0] += 1
+        row[1] += (a["context"], a["continuations"]) == (b["context"], b["continuations"])
+        row[2] += (a.get("acc"), a.get("acc_norm")) == (b.get("acc"), b.get("acc_norm"))
+        row[3] += argmax(a["logprobs"]) == argmax(b["logprobs"])
+        row[4] += all(math.isclose(x, y, rel_tol=1e-5, abs_tol=3e-3) for x, y in pairs)
+        row[5] = max(row[5], *(abs(x - y) for x, y in pairs))
+    return {task: Agreement(**dict(zip(Agreement.model_fields, row, strict=True)))
+            for task, row in sorted(counts.items())}

@@ -18,7 +18,7 @@ from rtune.io import ResumableLog
 SCORE_CHUNK = 256  # items scored between appends to a unit's partial file
 
 
-def _argmax(values: list[float]) -> int:
+def argmax(values: list[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)  # first of equal maxima, as numpy
 
 
@@ -28,7 +28,7 @@ def mc_outcome(item: MCItem, scores: list[ChoiceScore]) -> tuple[int, int]:
     pred_norm is lm-eval's acc_norm prediction; ties go to the first choice, as numpy's argmax.
     """
     logprobs = [s.logprob for s in scores]
-    return _argmax(logprobs), _argmax([lp / len(choice) for lp, choice in zip(logprobs, item.choices, strict=True)])
+    return argmax(logprobs), argmax([lp / len(choice) for lp, choice in zip(logprobs, item.choices, strict=True)])
 
 
 def _sample(name: str, doc_id: int, item: MCItem, request: ScoreRequest, scores: list[ChoiceScore], metrics) -> dict:
