@@ -1,6 +1,6 @@
 """Generation throughput: batched hf backend vs one-prompt-at-a-time `generate`, same model, same run.
 
-    python benchmarks/generation_throughput.py --data-dir ../shared/data            # the issue's setting
+    python benchmarks/generation_throughput.py --data-dir DATA            # the issue's setting
     python benchmarks/generation_throughput.py --n 16 --models smollm2-135m-instruct  # a quicker look
 
 For each model: the first N AlpacaEval instructions as chat turns (the model's template, Tulu for

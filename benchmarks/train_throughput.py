@@ -123,7 +123,7 @@ def run_trl(records, model_path: str, method: str, args, bf16: bool | None, work
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--data-dir", default=None, help="holds lima/ (default: $RTUNE_DATA_DIR, else /work/shared/data)")
+    parser.add_argument("--data-dir", default=None, help="holds lima/ (default: $RTUNE_DATA_DIR)")
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -143,7 +143,9 @@ def main() -> None:
     from rtune.models import prepare_model
     from rtune.training.model import device_type, resolve_precision
 
-    data_dir = args.data_dir or os.environ.get("RTUNE_DATA_DIR") or "/work/shared/data"
+    data_dir = args.data_dir or os.environ.get("RTUNE_DATA_DIR")
+    if not data_dir:
+        parser.error("give --data-dir (a folder holding lima/lima.json) or set RTUNE_DATA_DIR")
     records = build_records("lima", data_dir, max_examples=args.examples, seed=0).records
     model_path = prepare_model(args.model)
     ours_bf16 = resolve_precision("auto", device_type()).bf16
