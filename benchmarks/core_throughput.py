@@ -8,7 +8,7 @@ protocol, so their per-item numbers must agree: the script checks prompts, predi
 log-likelihoods. `--recompute` also times our scorer against recomputing the context for every
 choice (lm-eval's HF path, in our code) on the same requests.
 
-    python benchmarks/core_throughput.py --model gemma-3-270m --data-dir ../shared/data --limit 300 \\
+    python benchmarks/core_throughput.py --model gemma-3-270m --data-dir DATA --limit 300 \\
         --tasks arc_easy --out core_throughput.json
 """
 
@@ -35,9 +35,18 @@ def engine_run(engine: str, task: str, args, folder: Path) -> tuple[list[dict], 
     from rtune.io import read_jsonl
 
     out = folder / f"{engine}-{task}.json"
-    settings = CoreEvalSettings(model=args.model, out=out, tasks=(task,), data_dir=args.data_dir,
-                                limit=args.mmlu_limit if task == "mmlu" else args.limit, batch_size=args.batch_size,
-                                chat_template=args.chat_template, engine=engine, protocol="lm-eval", device="cpu")
+    settings = CoreEvalSettings(
+        model=args.model,
+        out=out,
+        tasks=(task,),
+        data_dir=args.data_dir,
+        limit=args.mmlu_limit if task == "mmlu" else args.limit,
+        batch_size=args.batch_size,
+        chat_template=args.chat_template,
+        engine=engine,
+        protocol="lm-eval",
+        device="cpu",
+    )
     _, wall, cpu = timed(run, settings)
     return read_jsonl(samples_path(out)), wall, cpu
 
@@ -82,23 +91,40 @@ def main() -> None:
             ours, wall, cpu = engine_run("builtin", task, args, Path(folder))
             theirs, lm_wall, lm_cpu = engine_run("lm-eval", task, args, Path(folder))
             found = agreement(ours, theirs)["mmlu" if task == "mmlu" else task]
-            row = {"task": task, "items": found.items, "ours_wall_s": round(wall, 1),
-                   "lm_eval_wall_s": round(lm_wall, 1), "ours_cpu_s": round(cpu, 1), "lm_eval_cpu_s": round(lm_cpu, 1),
-                   "wall_ratio": round(wall / lm_wall, 2), "cpu_ratio": round(cpu / lm_cpu, 2),
-                   "same_predictions": found.same_prediction == found.items,
-                   "same_prompts": found.same_prompt == found.items, "max_abs_logprob_diff": found.max_abs_delta}
+            row = {
+                "task": task,
+                "items": found.items,
+                "ours_wall_s": round(wall, 1),
+                "lm_eval_wall_s": round(lm_wall, 1),
+                "ours_cpu_s": round(cpu, 1),
+                "lm_eval_cpu_s": round(lm_cpu, 1),
+                "wall_ratio": round(wall / lm_wall, 2),
+                "cpu_ratio": round(cpu / lm_cpu, 2),
+                "same_predictions": found.same_prediction == found.items,
+                "same_prompts": found.same_prompt == found.items,
+                "max_abs_logprob_diff": found.max_abs_delta,
+            }
             if args.recompute:
                 row |= recompute_row(task, [s for s in ours if "logprobs" in s], args)
             rows.append(row)
-            print(f"{task:<14} {found.items:>4} items  ours {wall:7.1f} s wall {cpu:7.1f} s cpu  "
-                  f"lm-eval {lm_wall:7.1f} s wall {lm_cpu:7.1f} s cpu  "
-                  f"ours/lm-eval: x{row['wall_ratio']} wall, x{row['cpu_ratio']} cpu  "
-                  f"same predictions {row['same_predictions']}  max |Δlogprob| {found.max_abs_delta:.1e}", flush=True)
+            print(
+                f"{task:<14} {found.items:>4} items  ours {wall:7.1f} s wall {cpu:7.1f} s cpu  "
+                f"lm-eval {lm_wall:7.1f} s wall {lm_cpu:7.1f} s cpu  "
+                f"ours/lm-eval: x{row['wall_ratio']} wall, x{row['cpu_ratio']} cpu  "
+                f"same predictions {row['same_predictions']}  max |Δlogprob| {found.max_abs_delta:.1e}",
+                flush=True,
+            )
     total = {key: sum(r[key] for r in rows) for key in ("ours_wall_s", "lm_eval_wall_s", "ours_cpu_s", "lm_eval_cpu_s")}
-    summary = {"model": args.model, "chat_template": args.chat_template, "batch_size": args.batch_size,
-               "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg(), "tasks": rows,
-               "wall_ratio": round(total["ours_wall_s"] / total["lm_eval_wall_s"], 2),
-               "cpu_ratio": round(total["ours_cpu_s"] / total["lm_eval_cpu_s"], 2)}
+    summary = {
+        "model": args.model,
+        "chat_template": args.chat_template,
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        "tasks": rows,
+        "wall_ratio": round(total["ours_wall_s"] / total["lm_eval_wall_s"], 2),
+        "cpu_ratio": round(total["ours_cpu_s"] / total["lm_eval_cpu_s"], 2),
+    }
     print(f"overall ours/lm-eval: x{summary['wall_ratio']} wall, x{summary['cpu_ratio']} cpu (below 1: ours faster)")
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")

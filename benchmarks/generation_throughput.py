@@ -50,7 +50,10 @@ def timed(label: str, generator, requests: list[GenerationRequest]) -> Timing:
 
 
 def line(timing: Timing) -> str:
-    return f"  {timing.label:<28} {timing.seconds:8.1f} s  {timing.tokens:6d} tokens  {timing.tokens_per_second:7.1f} tok/s"
+    return (
+        f"  {timing.label:<28} {timing.seconds:8.1f} s  {timing.tokens:6d} tokens  "
+        f"{timing.tokens_per_second:7.1f} tok/s"
+    )
 
 
 def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int) -> None:
@@ -64,14 +67,17 @@ def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int) -> 
     whole = timed("hf batched, one call a batch", generator, requests)
     hf.CHUNK_TOKENS = chunk
     print(line(whole), flush=True)
-    print(f"  chunks of {chunk} tokens run at {batched.tokens_per_second / whole.tokens_per_second:.2f}x the speed "
-          f"of one call a batch", flush=True)
+    print(
+        f"  chunks of {chunk} tokens run at {batched.tokens_per_second / whole.tokens_per_second:.2f}x the speed "
+        f"of one call a batch",
+        flush=True,
+    )
     if batched.texts != whole.texts:
         raise SystemExit("chunked decoding changed the greedy outputs")
     generator.batch_size = 1
     sequential = timed("hf one prompt at a time", generator, requests)
     print(line(sequential), flush=True)
-    same = sum(a == b for a, b in zip(batched.texts, sequential.texts))
+    same = sum(a == b for a, b in zip(batched.texts, sequential.texts, strict=False))
     ratio = batched.tokens_per_second / sequential.tokens_per_second
     print(f"  speed-up {ratio:.2f}x; greedy outputs identical: {same}/{len(requests)}", flush=True)
 
@@ -107,23 +113,39 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64, help="AlpacaEval instructions (the first N)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64, help="hf batch size (64: every prompt in one batch)")
-    parser.add_argument("--data-dir", default=None, help="folder with alpaca_eval/alpaca_eval_805.jsonl (default $RTUNE_DATA_DIR)")
-    parser.add_argument("--openai", nargs="*", default=[], metavar="SPEC",
-                        help="also time these openai:MODEL@URL servers (e.g. a llama.cpp server on the same GGUF)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder with alpaca_eval/alpaca_eval_805.jsonl (default $RTUNE_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--openai",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="also time these openai:MODEL@URL servers (e.g. a llama.cpp server on the same GGUF)",
+    )
     parser.add_argument("--xllamacpp", action="store_true", help="also time llama.cpp's server on each model's GGUF")
     parser.add_argument("--no-hf", action="store_true", help="skip the hf comparison (time only the servers)")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 keeps numbers stable on a machine shared with other jobs)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 keeps numbers stable on a machine shared with other jobs)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     params = DecodingParams(max_new_tokens=args.max_new_tokens)
     instructions = load_instructions("alpaca_eval", args.data_dir, args.n)
-    requests = [GenerationRequest(messages=({"role": "user", "content": item.text},), params=params) for item in instructions]
-    print(f"greedy, {args.max_new_tokens} new tokens, {len(requests)} AlpacaEval instructions, "
-          f"{torch.get_num_threads()} torch threads\n", flush=True)
+    requests = [
+        GenerationRequest(messages=({"role": "user", "content": item.text},), params=params) for item in instructions
+    ]
+    print(
+        f"greedy, {args.max_new_tokens} new tokens, {len(requests)} AlpacaEval instructions, "
+        f"{torch.get_num_threads()} torch threads\n",
+        flush=True,
+    )
     for model in args.models:
         if not args.no_hf:
             bench_hf(model, requests, args.batch_size)

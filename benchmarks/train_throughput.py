@@ -58,19 +58,38 @@ class StepClock(TrainerCallback):
 
 def _timed(clock: StepClock, per_step: list[tuple[float, float]], trainer: str, method: str) -> Throughput:
     """Steps 2..N: the first one pays for warm-up (allocation, first-touch of the weights)."""
-    timed = per_step[1:len(clock.ends)]
-    return Throughput(trainer, method, len(timed), clock.ends[-1] - clock.ends[0], clock.cpu_ends[-1] - clock.cpu_ends[0],
-                      sum(t for t, _ in timed), sum(s for _, s in timed))
+    timed = per_step[1 : len(clock.ends)]
+    return Throughput(
+        trainer,
+        method,
+        len(timed),
+        clock.ends[-1] - clock.ends[0],
+        clock.cpu_ends[-1] - clock.cpu_ends[0],
+        sum(t for t, _ in timed),
+        sum(s for _, s in timed),
+    )
 
 
 def run_rtune(records_path: Path, model: str, method: str, args, work: Path) -> Throughput:
-    from rtune.training.config import TrainConfig
     from rtune.io import read_jsonl
     from rtune.training import train
+    from rtune.training.config import TrainConfig
 
-    config = TrainConfig(method=method, model=model, data=str(records_path), peft="lora", lora_r=args.lora_r,
-                         lora_alpha=2 * args.lora_r, lora_dropout=0.05, batch_size=args.batch_size, max_length=args.max_length,
-                         max_steps=args.steps + 1, learning_rate=2e-4, save_steps=10_000, seed=0)
+    config = TrainConfig(
+        method=method,
+        model=model,
+        data=str(records_path),
+        peft="lora",
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
+        lora_dropout=0.05,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_steps=args.steps + 1,
+        learning_rate=2e-4,
+        save_steps=10_000,
+        seed=0,
+    )
     clock = StepClock()
     out = work / f"rtune-{method}"
     train(config, out, callbacks=(clock,))
@@ -104,13 +123,29 @@ def run_trl(records, model_path: str, method: str, args, bf16: bool | None, work
         return f"{USER_MARKER}{prompt}\n{ASSISTANT_MARKER}" if method == "it" else ASSISTANT_MARKER
 
     dataset = Dataset.from_list([{"prompt": head(r.prompt), "completion": r.completion} for r in records])
-    config = SFTConfig(output_dir=str(work / f"trl-{method}"), per_device_train_batch_size=args.batch_size,
-                       max_length=args.max_length, max_steps=args.steps + 1, learning_rate=2e-4, lr_scheduler_type="constant",
-                       logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
-                       use_cpu=not torch.cuda.is_available(),  # else TRL's default bf16 refuses to start on a CPU
-                       **({} if bf16 is None else {"bf16": bf16}),
-                       **({} if args.trl_gradient_checkpointing is None else {"gradient_checkpointing": args.trl_gradient_checkpointing}))
-    lora = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    config = SFTConfig(
+        output_dir=str(work / f"trl-{method}"),
+        per_device_train_batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_steps=args.steps + 1,
+        learning_rate=2e-4,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        use_cpu=not torch.cuda.is_available(),  # else TRL's default bf16 refuses to start on a CPU
+        **({} if bf16 is None else {"bf16": bf16}),
+        **(
+            {}
+            if args.trl_gradient_checkpointing is None
+            else {"gradient_checkpointing": args.trl_gradient_checkpointing}
+        ),
+    )
+    lora = LoraConfig(
+        r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
     trainer = SFTTrainer(model=model_path, args=config, train_dataset=dataset, peft_config=lora)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
@@ -131,8 +166,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per run (after one warm-up step)")
     parser.add_argument("--methods", default="rt,it")
     parser.add_argument("--trl-precision", choices=["match", "default"], default="match")
-    parser.add_argument("--trl-gradient-checkpointing", type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
-                        help="override TRL's default (true)")
+    parser.add_argument(
+        "--trl-gradient-checkpointing",
+        type=lambda s: s.lower() in ("1", "true", "yes"),
+        default=None,
+        help="override TRL's default (true)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
@@ -159,21 +198,38 @@ def main() -> None:
             results.append(run_rtune(records_path, model_path, method, args, work))
             results.append(run_trl(records, model_path, method, args, trl_bf16, work))
 
-    print(f"\n{args.model} · LoRA r={args.lora_r} all-linear · batch {args.batch_size} · max length {args.max_length} · "
-          f"{args.examples} LIMA examples · {args.steps} timed steps · precision rtune={'bf16' if ours_bf16 else 'fp32'}, "
-          f"trl={'default (bf16)' if trl_bf16 is None else ('bf16' if trl_bf16 else 'fp32')}")
-    print(f"{'method':6} {'trainer':7} {'tokens/s':>10} {'supervised/s':>13} {'s/step':>8} {'tokens/cpu-s':>13} {'cpu-s/step':>11}")
+    print(
+        f"\n{args.model} · LoRA r={args.lora_r} all-linear · batch {args.batch_size} · max length {args.max_length} · "
+        f"{args.examples} LIMA examples · {args.steps} timed steps · "
+        f"precision rtune={'bf16' if ours_bf16 else 'fp32'}, "
+        f"trl={'default (bf16)' if trl_bf16 is None else ('bf16' if trl_bf16 else 'fp32')}"
+    )
+    print(
+        f"{'method':6} {'trainer':7} {'tokens/s':>10} {'supervised/s':>13} {'s/step':>8} "
+        f"{'tokens/cpu-s':>13} {'cpu-s/step':>11}"
+    )
     for r in results:
-        print(f"{r.method:6} {r.trainer:7} {r.tokens_per_s:10.1f} {r.supervised_per_s:13.1f} {r.seconds / r.steps:8.1f} "
-              f"{r.tokens / r.cpu_seconds:13.1f} {r.cpu_seconds / r.steps:11.1f}")
+        print(
+            f"{r.method:6} {r.trainer:7} {r.tokens_per_s:10.1f} {r.supervised_per_s:13.1f} {r.seconds / r.steps:8.1f} "
+            f"{r.tokens / r.cpu_seconds:13.1f} {r.cpu_seconds / r.steps:11.1f}"
+        )
     for method in args.methods.split(","):
         ours, trl = (next(r for r in results if r.method == method and r.trainer == t) for t in ("rtune", "trl"))
-        print(f"{method}: rtune / TRL = {ours.tokens_per_s / trl.tokens_per_s:.2f}x tokens/s, "
-              f"{ours.supervised_per_s / trl.supervised_per_s:.2f}x supervised tokens/s (wall); "
-              f"{(ours.tokens / ours.cpu_seconds) / (trl.tokens / trl.cpu_seconds):.2f}x tokens per CPU second")
+        print(
+            f"{method}: rtune / TRL = {ours.tokens_per_s / trl.tokens_per_s:.2f}x tokens/s, "
+            f"{ours.supervised_per_s / trl.supervised_per_s:.2f}x supervised tokens/s (wall); "
+            f"{(ours.tokens / ours.cpu_seconds) / (trl.tokens / trl.cpu_seconds):.2f}x tokens per CPU second"
+        )
     if args.json:
-        args.json.write_text(json.dumps([{**r.__dict__, "tokens_per_s": r.tokens_per_s, "supervised_per_s": r.supervised_per_s}
-                                         for r in results], indent=2))
+        args.json.write_text(
+            json.dumps(
+                [
+                    {**r.__dict__, "tokens_per_s": r.tokens_per_s, "supervised_per_s": r.supervised_per_s}
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 
 @dataclass
@@ -74,7 +74,7 @@ class OpenAIServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "OpenAIServer":
+    def __enter__(self) -> OpenAIServer:
         self._thread.start()
         return self
 
@@ -103,23 +103,45 @@ def _response_body(request: ServedRequest, reply: Reply) -> dict:
     text, stopped = _cut_at_stop(reply.text, body.get("stop"))
     tokens = reply.tokens if reply.tokens is not None else _default_tokens(text)
     finish = "stop" if stopped else reply.finish_reason
-    usage = {"prompt_tokens": len(request.text.split()), "completion_tokens": len(tokens),
-             "total_tokens": len(request.text.split()) + len(tokens)}
+    usage = {
+        "prompt_tokens": len(request.text.split()),
+        "completion_tokens": len(tokens),
+        "total_tokens": len(request.text.split()) + len(tokens),
+    }
     base = {"id": f"cmpl-{id(request)}", "created": int(time.time()), "model": body.get("model", ""), "usage": usage}
     if request.endpoint == "chat":
         logprobs = None
         if body.get("logprobs") and reply.logprobs:
             k = body.get("top_logprobs") or 0
-            logprobs = {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()),
-                                     "top_logprobs": [{"token": a, "logprob": v, "bytes": list(a.encode())}
-                                                      for a, v in list(top.items())[:k]]} for t, lp, top in tokens]}
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": logprobs}
+            logprobs = {
+                "content": [
+                    {
+                        "token": t,
+                        "logprob": lp,
+                        "bytes": list(t.encode()),
+                        "top_logprobs": [
+                            {"token": a, "logprob": v, "bytes": list(a.encode())} for a, v in list(top.items())[:k]
+                        ],
+                    }
+                    for t, lp, top in tokens
+                ]
+            }
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish,
+            "logprobs": logprobs,
+        }
         return {**base, "object": "chat.completion", "choices": [choice]}
     logprobs = None
     if body.get("logprobs") and reply.logprobs:
         k = body["logprobs"]
-        logprobs = {"tokens": [t for t, _, _ in tokens], "token_logprobs": [lp for _, lp, _ in tokens],
-                    "top_logprobs": [dict(list(top.items())[:k]) for _, _, top in tokens], "text_offset": []}
+        logprobs = {
+            "tokens": [t for t, _, _ in tokens],
+            "token_logprobs": [lp for _, lp, _ in tokens],
+            "top_logprobs": [dict(list(top.items())[:k]) for _, _, top in tokens],
+            "text_offset": [],
+        }
     choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": logprobs}
     return {**base, "object": "text_completion", "choices": [choice]}
 
@@ -129,11 +151,21 @@ def _stream_chunks(request: ServedRequest, reply: Reply):
     pieces = [word for word, _, _ in _default_tokens(text)]
     for piece in pieces:
         if request.endpoint == "chat":
-            yield {"id": "s", "object": "chat.completion.chunk", "created": 0, "model": "",
-                   "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            yield {
+                "id": "s",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
         else:
-            yield {"id": "s", "object": "text_completion", "created": 0, "model": "",
-                   "choices": [{"index": 0, "text": piece, "finish_reason": None}]}
+            yield {
+                "id": "s",
+                "object": "text_completion",
+                "created": 0,
+                "model": "",
+                "choices": [{"index": 0, "text": piece, "finish_reason": None}],
+            }
 
 
 def _handler_for(server: OpenAIServer):
@@ -166,8 +198,14 @@ def _handler_for(server: OpenAIServer):
                 if fault is not None:
                     time.sleep(fault.delay)
                     if fault.status is not None:
-                        headers = {"retry-after-ms": str(fault.retry_after_ms)} if fault.retry_after_ms is not None else {}
-                        self._send_json(fault.status, {"error": {"message": f"injected {fault.status}", "type": "injected"}}, headers)
+                        headers = (
+                            {"retry-after-ms": str(fault.retry_after_ms)} if fault.retry_after_ms is not None else {}
+                        )
+                        self._send_json(
+                            fault.status,
+                            {"error": {"message": f"injected {fault.status}", "type": "injected"}},
+                            headers,
+                        )
                         return
                     if fault.body is not None:
                         self._send_json(200, fault.body)

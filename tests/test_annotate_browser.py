@@ -19,46 +19,76 @@ from rtune.annotate.server import BackgroundServer, ServerSettings
 from rtune.annotate.store import Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium; "
-                                                          "`make test` installs it when it may)")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium not installed (Debian: apt-get install -y chromium; `make test` installs it when it may)",
+)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # (instruction, instruction-tuned reference, response-tuned model); each output's first line is plain text
 # the test finds on the page, to tell which side shows the model.
 ITEMS = [
-    ("Give me three tips for staying healthy.",
-     "Here are three tips for staying healthy.\n\n1. Eat a balanced diet.\n2. Exercise regularly.\n"
-     "3. Sleep seven to nine hours.",
-     "Staying healthy comes down to a few habits.\n\n- **Eat well:** plenty of vegetables, fruit and whole grains.\n"
-     "- **Move every day:** even a brisk 30-minute walk helps your heart.\n- **Rest:** keep a regular sleep schedule."),
-    ("Write a Python function that reverses a string.",
-     "You can reverse a string with slicing.\n\n```python\ndef reverse(text: str) -> str:\n    return text[::-1]\n```",
-     "Slicing with a negative step does it in one line.\n\n```python\ndef reverse(text: str) -> str:\n"
-     "    \"\"\"Return `text` backwards.\"\"\"\n    return text[::-1]\n\n\nassert reverse(\"abc\") == \"cba\"\n```\n\n"
-     "For very long strings this is also the fastest option in CPython, because the copy happens in C.\n\n"
-     + "\n\n".join(f"Note {k}: a longer answer scrolls inside its own panel." for k in range(1, 25))),
-    ("What is the capital of Australia?", "The capital of Australia is Canberra.",
-     "Canberra is the capital, not Sydney.\n\nIt was chosen in 1908 as a compromise between Sydney and Melbourne."),
-    ("Summarise the plot of Hamlet in two sentences.",
-     "Prince Hamlet seeks revenge for his father's murder.",
-     "Hamlet learns from his father's ghost that his uncle Claudius murdered the king.\n\n"
-     "His hesitant pursuit of revenge ends in the deaths of nearly the whole court, himself included."),
-    ("Explain photosynthesis to a ten-year-old.",
-     "Plants make food from sunlight, water and air.",
-     "Plants are like tiny kitchens powered by the sun.\n\n"
-     "They mix *water* from the soil and *carbon dioxide* from the air, "
-     "and sunlight turns them into sugar and oxygen."),
-    ("Translate 'good morning' into French and Spanish.",
-     "French: bonjour. Spanish: buenos días.",
-     "Here are both translations.\n\n| Language | Good morning |\n|---|---|\n"
-     "| French | Bonjour |\n| Spanish | Buenos días |"),
-    ("Suggest a name for a bakery.", "How about The Daily Loaf?",
-     "A few ideas for your bakery.\n\n1. Rise & Shine\n2. The Crumb Corner\n3. Flour Power"),
-    ("Why is the sky blue?", "Because air scatters blue light more than red light.",
-     "Sunlight is scattered by the molecules in the air.\n\n"
-     "Short (blue) wavelengths scatter much more than long (red) ones, "
-     "so blue light reaches your eyes from every direction of the sky."),
+    (
+        "Give me three tips for staying healthy.",
+        "Here are three tips for staying healthy.\n\n1. Eat a balanced diet.\n2. Exercise regularly.\n"
+        "3. Sleep seven to nine hours.",
+        "Staying healthy comes down to a few habits.\n\n- **Eat well:** plenty of vegetables, fruit and whole grains.\n"
+        "- **Move every day:** even a brisk 30-minute walk helps your heart.\n"
+        "- **Rest:** keep a regular sleep schedule.",
+    ),
+    (
+        "Write a Python function that reverses a string.",
+        "You can reverse a string with slicing.\n\n"
+        "```python\ndef reverse(text: str) -> str:\n    return text[::-1]\n```",
+        "Slicing with a negative step does it in one line.\n\n```python\ndef reverse(text: str) -> str:\n"
+        '    """Return `text` backwards."""\n    return text[::-1]\n\n\nassert reverse("abc") == "cba"\n```\n\n'
+        "For very long strings this is also the fastest option in CPython, because the copy happens in C.\n\n"
+        + "\n\n".join(f"Note {k}: a longer answer scrolls inside its own panel." for k in range(1, 25)),
+    ),
+    (
+        "What is the capital of Australia?",
+        "The capital of Australia is Canberra.",
+        "Canberra is the capital, not Sydney.\n\nIt was chosen in 1908 as a compromise between Sydney and Melbourne.",
+    ),
+    (
+        "Summarise the plot of Hamlet in two sentences.",
+        "Prince Hamlet seeks revenge for his father's murder.",
+        "Hamlet learns from his father's ghost that his uncle Claudius murdered the king.\n\n"
+        "His hesitant pursuit of revenge ends in the deaths of nearly the whole court, himself included.",
+    ),
+    (
+        "Explain photosynthesis to a ten-year-old.",
+        "Plants make food from sunlight, water and air.",
+        "Plants are like tiny kitchens powered by the sun.\n\n"
+        "They mix *water* from the soil and *carbon dioxide* from the air, "
+        "and sunlight turns them into sugar and oxygen.",
+    ),
+    (
+        "Translate 'good morning' into French and Spanish.",
+        "French: bonjour. Spanish: buenos días.",
+        "Here are both translations.\n\n| Language | Good morning |\n|---|---|\n"
+        "| French | Bonjour |\n| Spanish | Buenos días |",
+    ),
+    (
+        "Suggest a name for a bakery.",
+        "How about The Daily Loaf?",
+        "A few ideas for your bakery.\n\n1. Rise & Shine\n2. The Crumb Corner\n3. Flour Power",
+    ),
+    (
+        "Why is the sky blue?",
+        "Because air scatters blue light more than red light.",
+        "Sunlight is scattered by the molecules in the air.\n\n"
+        "Short (blue) wavelengths scatter much more than long (red) ones, "
+        "so blue light reaches your eyes from every direction of the sky.",
+    ),
 ]
 
 
@@ -157,16 +187,27 @@ def test_judge_undo_reload_finish_export_and_agreement(page, tmp_path, monkeypat
     assert next(j for j in history if j.undone_at).choice == clicked
     rows = json.loads(export_annotations(ExportSettings(directory=folder)).path.read_text())
     assert [(r["instruction"], r["annotator"], r["preference"]) for r in rows] == [
-        (p.instruction, "alice", pref)
-        for p, pref in zip(pairs, [2.0, 1.0, 1.5, None, 2.0, 2.0, 1.0, 2.0], strict=True)]
+        (p.instruction, "alice", pref) for p, pref in zip(pairs, [2.0, 1.0, 1.5, None, 2.0, 2.0, 1.0, 2.0], strict=True)
+    ]
 
     # A second annotator's file. Shared items (bob has 4, alice skipped it): 1 2 3 5 6 7 8,
     # alice 2 1 t 2 2 1 2, bob 2 2 t 1 2 1 1 -> agree on 1 3 6 7: 4 / 7;
     # marginals alice 2:4 1:2 t:1, bob 2:3 1:3 t:1 -> p_e = (12 + 6 + 1) / 49; kappa = (28 - 19) / (49 - 19) = 0.3.
     bob = tmp_path / "bob.json"
-    bob.write_text(json.dumps([{"instruction": p.instruction, "output_1": p.output_1, "output_2": p.output_2,
-                                "preference": pref, "annotator": "bob"}
-                               for p, pref in zip(pairs, [2, 2, 1.5, 1, 1, 2, 1, 1], strict=True)]))
+    bob.write_text(
+        json.dumps(
+            [
+                {
+                    "instruction": p.instruction,
+                    "output_1": p.output_1,
+                    "output_2": p.output_2,
+                    "preference": pref,
+                    "annotator": "bob",
+                }
+                for p, pref in zip(pairs, [2, 2, 1.5, 1, 1, 2, 1, 1], strict=True)
+            ]
+        )
+    )
     code, out, err = run_cli(monkeypatch, capsys, "annotate", "agreement", str(folder), "--with", str(bob), "--json")
     assert code == 0, err
     (row,) = json.loads(out)["comparisons"]
@@ -191,9 +232,15 @@ A [safe link](https://example.org/) and ![an image](https://example.org/pixel.pn
 def test_model_html_and_javascript_links_never_run_or_become_live(page, tmp_path):
     from playwright.sync_api import expect
 
-    pair = BlindPair(id="x", instruction="Say hello. <script>window.__pwned = 'instruction'</script>", output_1=XSS,
-                     generator_1="a", output_2="Hello! <img src=x onerror=\"window.__pwned = 'second'\">",
-                     generator_2="b", shown_first=1)
+    pair = BlindPair(
+        id="x",
+        instruction="Say hello. <script>window.__pwned = 'instruction'</script>",
+        output_1=XSS,
+        generator_1="a",
+        output_2="Hello! <img src=x onerror=\"window.__pwned = 'second'\">",
+        generator_2="b",
+        shown_first=1,
+    )
     with BackgroundServer(ServerSettings(directory=tmp_path, annotator="alice"), [pair]) as server:
         page.goto(server.url)
         expect(page.locator("#progress-text")).to_have_text("0 / 1")
@@ -212,9 +259,16 @@ def test_model_html_and_javascript_links_never_run_or_become_live(page, tmp_path
               url: location.href,
             };
         }""")
-        assert found == {"pwned": None, "elements": 0, "handlers": 0, "url": server.url,
-                         "links": [[url, "noopener noreferrer nofollow", "_blank"]  # an image stays a plain link
-                                   for url in ("https://example.org/", "https://example.org/pixel.png")]}
+        assert found == {
+            "pwned": None,
+            "elements": 0,
+            "handlers": 0,
+            "url": server.url,
+            "links": [
+                [url, "noopener noreferrer nofollow", "_blank"]  # an image stays a plain link
+                for url in ("https://example.org/", "https://example.org/pixel.png")
+            ],
+        }
         page.keyboard.press("1")  # the page still works
         expect(page.locator("#progress-text")).to_have_text("1 / 1")
     assert page.dialogs == [] and page.errors == []

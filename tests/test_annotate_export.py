@@ -19,8 +19,15 @@ SHOWN_FIRST = [1, 2, 2, 1, 2, 1, 1, 2, 2, 1, 2]  # which output each item shows 
 
 
 def _pair(i: int) -> BlindPair:
-    return BlindPair(id=f"pair-{i}", instruction=f"Instruction {i}", output_1=f"reference answer {i}", generator_1="it",
-                     output_2=f"model answer {i}", generator_2="rt", shown_first=SHOWN_FIRST[i])
+    return BlindPair(
+        id=f"pair-{i}",
+        instruction=f"Instruction {i}",
+        output_1=f"reference answer {i}",
+        generator_1="it",
+        output_2=f"model answer {i}",
+        generator_2="rt",
+        shown_first=SHOWN_FIRST[i],
+    )
 
 
 def _side(pair: BlindPair, verdict_: str) -> str:
@@ -50,12 +57,28 @@ def folder(tmp_path):
 
 
 def _llm_file(path, *, mismatched_row: bool = True):
-    rows = [{"instruction": f"Instruction {i}", "output_1": f"reference answer {i}", "output_2": f"model answer {i}",
-             "generator_1": "it", "generator_2": "rt", "preference": p, "annotator": "weighted_gpt4"}
-            for i, p in enumerate(LLM)]
+    rows = [
+        {
+            "instruction": f"Instruction {i}",
+            "output_1": f"reference answer {i}",
+            "output_2": f"model answer {i}",
+            "generator_1": "it",
+            "generator_2": "rt",
+            "preference": p,
+            "annotator": "weighted_gpt4",
+        }
+        for i, p in enumerate(LLM)
+    ]
     if mismatched_row:  # the judge compared other outputs for item 10: no evidence either way
-        rows.append({"instruction": "Instruction 10", "output_1": "reference answer 10",
-                     "output_2": "ANOTHER model's answer", "preference": 2.0, "annotator": "weighted_gpt4"})
+        rows.append(
+            {
+                "instruction": "Instruction 10",
+                "output_1": "reference answer 10",
+                "output_2": "ANOTHER model's answer",
+                "preference": 2.0,
+                "annotator": "weighted_gpt4",
+            }
+        )
     path.write_text(json.dumps(rows))
     return path
 
@@ -68,7 +91,9 @@ def test_export_undoes_the_display_order_and_keeps_annotators_apart(folder):
     expected = {"1": 1.0, "2": 2.0, "tie": 1.5, "skip": None}
     assert [(r.instruction, r.annotator, r.preference) for r in rows] == [
         (f"Instruction {i}", name, expected[verdicts[i]])
-        for i in range(N) for name, verdicts in (("alice", ALICE), ("bob", BOB))]
+        for i in range(N)
+        for name, verdicts in (("alice", ALICE), ("bob", BOB))
+    ]
     first = json.loads(result.path.read_text())[0]
     assert first["output_1"] == "reference answer 0" and first["generator_2"] == "rt" and first["pair_id"] == "pair-0"
     # the same person choice ("left") means the reference on one layout and the model on the other
@@ -147,8 +172,9 @@ def test_cli_agreement_prints_the_numbers(folder, tmp_path, monkeypatch, capsys)
     code, out, err = run_cli(monkeypatch, capsys, "annotate", "agreement", str(folder), "--with", str(llm))
     assert code == 0, err
     assert "alice vs bob: 10 shared items, agreement 70.0%, Cohen's kappa 0.516" in out
-    assert (f"alice vs {llm}: 10 shared items, agreement 70.0%, Cohen's kappa 0.434 "
-            "(1 rows with other outputs left out)") in out
+    assert (
+        f"alice vs {llm}: 10 shared items, agreement 70.0%, Cohen's kappa 0.434 (1 rows with other outputs left out)"
+    ) in out
     code, out, err = run_cli(monkeypatch, capsys, "annotate", "agreement", str(folder), "--json")
     assert code == 0, err
     assert json.loads(out)["comparisons"][0]["cohen_kappa"] == pytest.approx(0.32 / 0.62)

@@ -21,12 +21,28 @@ from rtune.annotate.store import Store
 
 
 def _pairs(n: int) -> list[BlindPair]:
-    return [BlindPair(id=f"p{i}", instruction=f"Instruction {i}", output_1=f"reference {i}", generator_1="tulu-it-7b",
-                      output_2=f"model {i}", generator_2="tulu-rt-7b", shown_first=1 + i % 2) for i in range(n)]
+    return [
+        BlindPair(
+            id=f"p{i}",
+            instruction=f"Instruction {i}",
+            output_1=f"reference {i}",
+            generator_1="tulu-it-7b",
+            output_2=f"model {i}",
+            generator_2="tulu-rt-7b",
+            shown_first=1 + i % 2,
+        )
+        for i in range(n)
+    ]
 
 
-def _request(url: str, *, method: str = "GET", body: dict | None = None, headers: dict | None = None,
-             content_type: str = "application/json") -> tuple[int, dict | str]:
+def _request(
+    url: str,
+    *,
+    method: str = "GET",
+    body: dict | None = None,
+    headers: dict | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, dict | str]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
@@ -87,8 +103,12 @@ def test_a_loopback_server_refuses_foreign_hosts_non_json_and_bad_judgments(tmp_
         assert not any(name in json.dumps(state) for name in ("generator", "tulu-it-7b", "tulu-rt-7b"))  # blind
         assert (state["item"]["left"], state["item"]["right"]) == ("<p>reference 0</p>\n", "<p>model 0</p>\n")
         assert _request(f"{api}/state", headers={"Host": f"attacker.example:{server.port}"})[0] == 403  # DNS rebinding
-        assert _request(f"{api}/judgments", method="POST", body={"pair_id": "p0", "choice": "left"},
-                        content_type="text/plain")[0] == 415  # what a foreign page could send without a preflight
+        assert (
+            _request(
+                f"{api}/judgments", method="POST", body={"pair_id": "p0", "choice": "left"}, content_type="text/plain"
+            )[0]
+            == 415
+        )  # what a foreign page could send without a preflight
         assert _request(f"{api}/judgments", method="POST", body={"pair_id": "p9", "choice": "left"})[0] == 404
         assert _request(f"{api}/judgments", method="POST", body={"pair_id": "p0", "choice": "both"})[0] == 422
         assert Store.in_dir(tmp_path).judgments() == []
@@ -105,8 +125,13 @@ def test_a_loopback_server_refuses_foreign_hosts_non_json_and_bad_judgments(tmp_
 def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
     """`python -m rtune annotate ARGS` and the URL it prints."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "rtune", "annotate", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rtune", "annotate", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     seen = []

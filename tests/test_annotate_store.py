@@ -31,11 +31,21 @@ def _write(path, rows):
 @pytest.fixture
 def outputs_files(tmp_path):
     instructions = [f"Question {i}: explain topic {i}." for i in range(12)]
-    model = _write(tmp_path / "rt.json", [{"instruction": text, "output": f"RT answer {i}", "generator": "rt-model"}
-                                          for i, text in enumerate(instructions[:10])])
-    reference = _write(tmp_path / "it.json", [{"instruction": text, "output": f"IT answer {i}", "generator": "it-model"}
-                                              for i, text in reversed(list(enumerate(instructions)))
-                                              if i != 3])  # instruction 3 only in the model's file
+    model = _write(
+        tmp_path / "rt.json",
+        [
+            {"instruction": text, "output": f"RT answer {i}", "generator": "rt-model"}
+            for i, text in enumerate(instructions[:10])
+        ],
+    )
+    reference = _write(
+        tmp_path / "it.json",
+        [
+            {"instruction": text, "output": f"IT answer {i}", "generator": "it-model"}
+            for i, text in reversed(list(enumerate(instructions)))
+            if i != 3
+        ],
+    )  # instruction 3 only in the model's file
     return model, reference, instructions
 
 
@@ -106,9 +116,12 @@ def test_study_pairs_from_outputs_a_pairs_file_or_the_folder_itself(outputs_file
     assert study_pairs(PairsSource(directory=folder, limit=2)) == made[:2]
     write_pairs(tmp_path / "blind.json", made)
     assert study_pairs(PairsSource(directory=folder, pairs_file=tmp_path / "blind.json")) == made
-    for wrong, message in ((dict(outputs=model), "go together"), (dict(seed=1), "--seed applies"),
-                           (dict(pairs_file=tmp_path / "blind.json", seed=1), "a pairs file fixes the display order"),
-                           (dict(pairs_file=tmp_path / "blind.json", outputs=model, reference=reference), "not both")):
+    for wrong, message in (
+        (dict(outputs=model), "go together"),
+        (dict(seed=1), "--seed applies"),
+        (dict(pairs_file=tmp_path / "blind.json", seed=1), "a pairs file fixes the display order"),
+        (dict(pairs_file=tmp_path / "blind.json", outputs=model, reference=reference), "not both"),
+    ):
         with pytest.raises(RtuneError, match=message):
             study_pairs(PairsSource(directory=folder, **wrong))
 
@@ -125,7 +138,10 @@ def test_store_records_in_wal_mode_and_a_new_process_sees_every_judgment(tmp_pat
 
     reopened = Store.in_dir(tmp_path)  # what a restarted server sees
     assert [(j.annotator, j.pair_id, j.choice, j.shown_first) for j in reopened.judgments()] == [
-        ("alice", "p1", "left", 2), ("alice", "p2", "tie", 1), ("bob", "p1", "right", 2)]
+        ("alice", "p1", "left", 2),
+        ("alice", "p2", "tie", 1),
+        ("bob", "p1", "right", 2),
+    ]
     assert [j.pair_id for j in reopened.judgments("alice")] == ["p1", "p2"]
     assert reopened.annotators() == ["alice", "bob"]
 
@@ -165,5 +181,6 @@ def test_a_file_that_is_not_a_database_is_a_user_error(tmp_path):
 
 def test_pair_model_rejects_a_third_side():
     with pytest.raises(ValueError):
-        BlindPair(id="x", instruction="i", output_1="a", generator_1="g1", output_2="b", generator_2="g2",
-                  shown_first=0)
+        BlindPair(
+            id="x", instruction="i", output_1="a", generator_1="g1", output_2="b", generator_2="g2", shown_first=0
+        )

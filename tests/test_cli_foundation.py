@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from cli_runner import run_cli
 
 
@@ -25,17 +26,23 @@ GOOD = {"id": "a", "prompt": "Say hi.", "completion": "Hi!", "source": "t"}
 )
 def test_bad_record_files_give_one_line(monkeypatch, capsys, tmp_path, tiny_model_dir, rows, message):
     path = write_jsonl(tmp_path / "in.jsonl", rows)
-    code, out, err = run_cli(monkeypatch, capsys, "data", "render", path, "--method", "it", "--model", str(tiny_model_dir))
+    code, out, err = run_cli(
+        monkeypatch, capsys, "data", "render", path, "--method", "it", "--model", str(tiny_model_dir)
+    )
     assert code == 2 and "Traceback" not in err
     assert __import__("re").search(message, " ".join(err.split()))
 
 
 def test_empty_completions_are_skipped_with_a_count_or_fail_with_strict(monkeypatch, capsys, tmp_path):
-    source = write_jsonl(tmp_path / "raw.jsonl", [{"prompt": "p", "completion": " "}, {"prompt": "q", "completion": "c"}])
+    source = write_jsonl(
+        tmp_path / "raw.jsonl", [{"prompt": "p", "completion": " "}, {"prompt": "q", "completion": "c"}]
+    )
     out_file = tmp_path / "out.jsonl"
     code, _, err = run_cli(monkeypatch, capsys, "data", "build", source, "--out", str(out_file))
     assert code == 0 and "wrote 1 records" in err and "skipped 1 with an empty" in " ".join(err.split())
-    code, _, err = run_cli(monkeypatch, capsys, "data", "build", source, "--out", str(tmp_path / "strict.jsonl"), "--strict")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "build", source, "--out", str(tmp_path / "strict.jsonl"), "--strict"
+    )
     assert code == 2 and "has an empty completion" in err and not (tmp_path / "strict.jsonl").exists()
 
 
@@ -50,13 +57,25 @@ def test_unknown_source_and_model_list_the_known_ones(monkeypatch, capsys, tmp_p
 
 
 def test_unreadable_file(monkeypatch, capsys, tmp_path, tiny_model_dir):
-    code, _, err = run_cli(monkeypatch, capsys, "data", "render", str(tmp_path / "nope.jsonl"), "--method", "it", "--model", str(tiny_model_dir))
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "data",
+        "render",
+        str(tmp_path / "nope.jsonl"),
+        "--method",
+        "it",
+        "--model",
+        str(tiny_model_dir),
+    )
     assert code == 2 and "nope.jsonl: no such file" in err and "Traceback" not in err
 
 
 def test_render_json_output_is_exact(monkeypatch, capsys, tmp_path, tiny_model_dir):
     path = write_jsonl(tmp_path / "in.jsonl", [GOOD])
-    code, out, err = run_cli(monkeypatch, capsys, "data", "render", path, "--method", "it", "--model", str(tiny_model_dir), "--json")
+    code, out, err = run_cli(
+        monkeypatch, capsys, "data", "render", path, "--method", "it", "--model", str(tiny_model_dir), "--json"
+    )
     assert code == 0
     row = json.loads(out)
     assert row["text"] == "<|user|>\nSay hi.\n<|assistant|>\nHi!<eos>\n"
@@ -67,7 +86,9 @@ def test_render_json_output_is_exact(monkeypatch, capsys, tmp_path, tiny_model_d
 
 def test_human_view_shows_the_text_and_counts(monkeypatch, capsys, tmp_path, tiny_model_dir):
     path = write_jsonl(tmp_path / "in.jsonl", [GOOD])
-    code, out, err = run_cli(monkeypatch, capsys, "data", "render", path, "--method", "rt", "--model", str(tiny_model_dir))
+    code, out, err = run_cli(
+        monkeypatch, capsys, "data", "render", path, "--method", "rt", "--model", str(tiny_model_dir)
+    )
     assert code == 0 and "<|assistant|>" in out and "Hi!<eos>" in out and "supervised" in out
     assert "<|user|>" not in out and "1 rendered (rt)" in err
 

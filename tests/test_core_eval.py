@@ -25,13 +25,18 @@ class ScriptedGenerator:
 
     def generate(self, requests):
         self.requests += requests
-        return [GenerationResult(text="9 * 2 = 18. The final answer is 18", finish_reason="stop", prompt_tokens=1,
-                                 completion_tokens=1) for _ in requests]
+        return [
+            GenerationResult(
+                text="9 * 2 = 18. The final answer is 18", finish_reason="stop", prompt_tokens=1, completion_tokens=1
+            )
+            for _ in requests
+        ]
 
 
 def settings(model_dir, data_dir, out, **overrides) -> CoreEvalSettings:
-    base = dict(model=str(model_dir), tasks=("arc_easy", "piqa", "mmlu", "gsm8k"), data_dir=str(data_dir), limit=2,
-                out=out)
+    base = dict(
+        model=str(model_dir), tasks=("arc_easy", "piqa", "mmlu", "gsm8k"), data_dir=str(data_dir), limit=2, out=out
+    )
     return CoreEvalSettings(**(base | overrides))
 
 
@@ -48,10 +53,19 @@ def test_results_shape_samples_and_resume(tiny_model_dir, shared_data, tmp_path,
     assert CoreReport.load(out) == report
     results = document["results"]
     for task in ("arc_easy", "piqa"):
-        assert set(results[task]) >= {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "acc,none",
-                                      "acc_norm_stderr,none"}
-    assert set(results["mmlu"]) >= {"acc", "acc_stderr"} and "mmlu_stem" in document["groups"] \
+        assert set(results[task]) >= {
+            "acc",
+            "acc_stderr",
+            "acc_norm",
+            "acc_norm_stderr",
+            "acc,none",
+            "acc_norm_stderr,none",
+        }
+    assert (
+        set(results["mmlu"]) >= {"acc", "acc_stderr"}
+        and "mmlu_stem" in document["groups"]
         and "mmlu_anatomy" in results
+    )
     assert document["group_subtasks"]["mmlu_stem"][0] == "mmlu_abstract_algebra"
     assert results["gsm8k"]["exact_match"] == 0.5  # the scripted 18 is right for problem 0, not for problem 1 (3)
     assert results["gsm8k"]["exact_match,flexible-extract"] == 0.5
@@ -59,8 +73,12 @@ def test_results_shape_samples_and_resume(tiny_model_dir, shared_data, tmp_path,
     assert document["n-samples"]["mmlu_anatomy"] == {"original": 135, "effective": 2}
     assert document["n-shot"] == {**{name: 0 for name in document["n-shot"] if name != "gsm8k"}, "gsm8k": 8}
     config = document["config"]
-    assert (config["chat_template"], config["chat_template_name"], config["limit"], config["dtype"]) == \
-        (True, "tulu", 2, "float32")
+    assert (config["chat_template"], config["chat_template_name"], config["limit"], config["dtype"]) == (
+        True,
+        "tulu",
+        2,
+        "float32",
+    )
     assert config["versions"]["transformers"] and config["model_fingerprint"]
 
     samples = read_jsonl(samples_path(out))
@@ -86,24 +104,35 @@ def test_library_run_returns_the_typed_report(tiny_model_dir, shared_data, tmp_p
     arc = report.results["arc_easy"]
     assert (arc.kind, arc.n, arc.exact_match) == ("task", 2, None)
     assert (arc.acc.value, arc.acc.stderr) == (results["arc_easy"]["acc"], results["arc_easy"]["acc_stderr"])
-    assert (arc.acc_norm.value, arc.acc_norm.stderr) == \
-        (results["arc_easy"]["acc_norm"], results["arc_easy"]["acc_norm_stderr"])
+    assert (arc.acc_norm.value, arc.acc_norm.stderr) == (
+        results["arc_easy"]["acc_norm"],
+        results["arc_easy"]["acc_norm_stderr"],
+    )
     mmlu, stem, anatomy = report.results["mmlu"], report.results["mmlu_stem"], report.results["mmlu_anatomy"]
     assert (mmlu.kind, mmlu.n, mmlu.acc.value, mmlu.acc_norm) == ("group", 57 * 2, results["mmlu"]["acc"], None)
     assert (stem.kind, stem.n, anatomy.kind, anatomy.n) == ("group", 19 * 2, "subtask", 2)
     gsm = report.results["gsm8k"]
     assert (gsm.n, gsm.acc, gsm.exact_match.value, gsm.exact_match_flexible.value) == (2, None, 0.5, 0.5)
     assert gsm.exact_match.stderr == results["gsm8k"]["exact_match_stderr"]
-    assert list(report.headline) == ["mmlu", "mmlu_humanities", "mmlu_other", "mmlu_social_sciences", "mmlu_stem",
-                                     "arc_easy", "gsm8k"]
+    assert list(report.headline) == [
+        "mmlu",
+        "mmlu_humanities",
+        "mmlu_other",
+        "mmlu_social_sciences",
+        "mmlu_stem",
+        "arc_easy",
+        "gsm8k",
+    ]
     assert CoreReport.load(out) == report and CoreReport.model_validate_json(report.model_dump_json()) == report
 
 
 def test_gsm8k_shots_follow_num_fewshot_and_plain_mode_sends_text(tiny_model_dir, shared_data, tmp_path):
     generator = ScriptedGenerator()
     out = tmp_path / "g.json"
-    run(settings(tiny_model_dir, shared_data, out, tasks=("gsm8k",), num_fewshot=2, chat_template=False),
-        generator=generator)
+    run(
+        settings(tiny_model_dir, shared_data, out, tasks=("gsm8k",), num_fewshot=2, chat_template=False),
+        generator=generator,
+    )
     document = read_document(out)
     assert document["n-shot"]["gsm8k"] == 2 and document["config"]["chat_template"] is False
     prompt = generator.requests[0].prompt
@@ -112,17 +141,32 @@ def test_gsm8k_shots_follow_num_fewshot_and_plain_mode_sends_text(tiny_model_dir
 
 def test_cli_plain_prompts_and_one_line_errors(tiny_model_dir, shared_data, tmp_path, monkeypatch, capsys):
     out = tmp_path / "plain.json"
-    code, _, _ = run_cli(monkeypatch, capsys, "eval", "core", "--model", str(tiny_model_dir),
-                         "--tasks", "arc_challenge,openbookqa", "--limit", "3", "--data-dir", str(shared_data),
-                         "--out", str(out), "--no-chat-template")
+    code, _, _ = run_cli(
+        monkeypatch,
+        capsys,
+        "eval",
+        "core",
+        "--model",
+        str(tiny_model_dir),
+        "--tasks",
+        "arc_challenge,openbookqa",
+        "--limit",
+        "3",
+        "--data-dir",
+        str(shared_data),
+        "--out",
+        str(out),
+        "--no-chat-template",
+    )
     assert code == 0
     document = json.loads(out.read_text())
     assert document["config"]["chat_template"] is False and document["n-samples"]["openbookqa"]["effective"] == 3
     sample = read_jsonl(samples_path(out))[0]
     assert sample["context"].startswith("Question: ") and sample["continuations"][0].startswith(" ")
 
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "core", "--model", str(tiny_model_dir), "--tasks", "arc_medium",
-                           "--out", str(out))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "eval", "core", "--model", str(tiny_model_dir), "--tasks", "arc_medium", "--out", str(out)
+    )
     assert code == 2
     assert "unknown task(s) arc_medium" in err and "Traceback" not in err
 
@@ -131,8 +175,9 @@ def test_gsm8k_through_the_generation_engine(tiny_model_dir, shared_data, tmp_pa
     run(settings(tiny_model_dir, shared_data, tmp_path / "gen.json", tasks=("gsm8k",), limit=1, num_fewshot=1))
     document = read_document(tmp_path / "gen.json")
     [sample] = read_jsonl(samples_path(tmp_path / "gen.json"))
-    assert sample["messages"][0]["content"].startswith("Given the following problem") \
-        and isinstance(sample["reply"], str)
+    assert sample["messages"][0]["content"].startswith("Given the following problem") and isinstance(
+        sample["reply"], str
+    )
     assert document["results"]["gsm8k"]["exact_match"] in (0.0, 1.0)
     assert (tmp_path / "gen.parts" / "generation.sqlite").exists()
 
@@ -165,6 +210,7 @@ def test_a_killed_unit_resumes_from_its_partial_file(tiny_model_dir, shared_data
     run(settings(tiny_model_dir, shared_data, tmp_path / "b.json", **piqa))
     resumed, fresh = read_document(tmp_path / "a.json"), read_document(tmp_path / "b.json")
     assert resumed["results"]["piqa"] == fresh["results"]["piqa"]
-    logprobs = [[lp for s in read_jsonl(samples_path(tmp_path / f"{name}.json")) for lp in s["logprobs"]]
-                for name in "ab"]
+    logprobs = [
+        [lp for s in read_jsonl(samples_path(tmp_path / f"{name}.json")) for lp in s["logprobs"]] for name in "ab"
+    ]
     assert logprobs[0] == pytest.approx(logprobs[1], abs=1e-4)

@@ -61,12 +61,16 @@ def test_exemplars_and_prompts(problems):
     question = problems[0]["question"]
     prompt = gsm8k.plain_prompt(question, exemplars)
     blocks = prompt.split("\n\n")
-    assert len(blocks) == 9 and blocks[0].endswith("The final answer is 6") \
-        and blocks[7].endswith("The final answer is 8")
-    assert prompt.endswith(f"Problem: {question}\nYour response should end with \"The final answer is [answer]\" "
-                           "where [answer] is the response to the problem.\n")
-    assert blocks[0].startswith("Given the following problem, reason and give a final answer to the problem.\n"
-                                "Problem: There are 15 trees")
+    assert (
+        len(blocks) == 9 and blocks[0].endswith("The final answer is 6") and blocks[7].endswith("The final answer is 8")
+    )
+    assert prompt.endswith(
+        f'Problem: {question}\nYour response should end with "The final answer is [answer]" '
+        "where [answer] is the response to the problem.\n"
+    )
+    assert blocks[0].startswith(
+        "Given the following problem, reason and give a final answer to the problem.\nProblem: There are 15 trees"
+    )
     messages = gsm8k.chat_messages(question, exemplars)
     assert len(messages) == 17 and [m["role"] for m in messages[:4]] == ["user", "assistant", "user", "assistant"]
     assert messages[1]["content"] == exemplars[0].target and messages[-1]["content"] == gsm8k.problem_text(question)

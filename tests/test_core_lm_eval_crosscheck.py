@@ -58,8 +58,11 @@ def samples(model: str, data, out, engine: str, **options) -> list[dict]:
     rows = []
     for tasks, limit in ((MC, ITEMS), (("mmlu",), MMLU_PER_SUBJECT)):
         path = out / f"{engine}-{tasks[0]}.json"
-        run(CoreEvalSettings(model=model, out=path, tasks=tasks, limit=limit, data_dir=data, engine=engine,
-                             device="cpu", **options))
+        run(
+            CoreEvalSettings(
+                model=model, out=path, tasks=tasks, limit=limit, data_dir=data, engine=engine, device="cpu", **options
+            )
+        )
         rows += read_jsonl(samples_path(path))
     return rows
 
@@ -73,9 +76,16 @@ def lm_eval_paper_plain(model: str, data, folder) -> list[dict]:
     for tasks, limit in ((MC, ITEMS), (("mmlu",), MMLU_PER_SUBJECT)):
         names = write_tasks(list(tasks), data, folder / tasks[0])
         manager = TaskManager(include_path=str(folder / tasks[0]), include_defaults=False)
-        raw = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model},dtype=float32,add_bos_token=False",
-                                      tasks=names, task_manager=manager, limit=limit, batch_size=8, device="cpu",
-                                      bootstrap_iters=0)
+        raw = lm_eval.simple_evaluate(
+            model="hf",
+            model_args=f"pretrained={model},dtype=float32,add_bos_token=False",
+            tasks=names,
+            task_manager=manager,
+            limit=limit,
+            batch_size=8,
+            device="cpu",
+            bootstrap_iters=0,
+        )
         rows += normalise_lm_eval(raw)[1]
     return rows
 
@@ -92,8 +102,10 @@ def check(ours: list[dict], theirs: list[dict]) -> None:
 @pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat"])
 def test_tiny_model_scores_as_lm_eval_does(tiny, shared_data, tmp_path, chat):
     options = dict(protocol="lm-eval", chat_template=chat)
-    check(samples(tiny, shared_data, tmp_path, "builtin", **options),
-              samples(tiny, shared_data, tmp_path, "lm-eval", **options))
+    check(
+        samples(tiny, shared_data, tmp_path, "builtin", **options),
+        samples(tiny, shared_data, tmp_path, "lm-eval", **options),
+    )
 
 
 def test_tiny_model_under_the_paper_protocol_scores_as_lm_eval_without_bos(tiny, shared_data, tmp_path):
@@ -106,8 +118,19 @@ def gsm8k_agreement(model: str, data, out, **options) -> int:
     runs = {}
     for engine in ("builtin", "lm-eval"):
         path = out / f"gsm8k-{engine}.json"
-        run(CoreEvalSettings(model=model, out=path, tasks=("gsm8k",), limit=GSM8K_ITEMS, data_dir=data, engine=engine,
-                             protocol="lm-eval", device="cpu", **options))
+        run(
+            CoreEvalSettings(
+                model=model,
+                out=path,
+                tasks=("gsm8k",),
+                limit=GSM8K_ITEMS,
+                data_dir=data,
+                engine=engine,
+                protocol="lm-eval",
+                device="cpu",
+                **options,
+            )
+        )
         runs[engine] = read_jsonl(samples_path(path))
     theirs = {(s["doc_id"], s["filter"]): s for s in runs["lm-eval"]}
     for ours in runs["builtin"]:

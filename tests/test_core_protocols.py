@@ -39,8 +39,10 @@ def test_mc_prompts_under_each_protocol(shared_data, tokenizer):
     assert request.context == f"<|system|>\n{description}\n<|user|>\n{item.text}\n<|assistant|>\n"
     assert request.continuations == ("A", "B", "C", "D")
     # plain prompts are the same text under both
-    plain = [mc_request(item, [], description, prompt_style(tokenizer, False, protocol, "llama"))
-             for protocol in ("paper", "lm-eval")]
+    plain = [
+        mc_request(item, [], description, prompt_style(tokenizer, False, protocol, "llama"))
+        for protocol in ("paper", "lm-eval")
+    ]
     assert plain[0] == plain[1] == ScoreRequest(description + item.text, (" A", " B", " C", " D"))
 
 
@@ -51,15 +53,19 @@ def test_bos_rule(tokenizer):
     assert prompt_style(tokenizer, False, "lm-eval", "gemma3_text").add_special_tokens is None
     bos = tokenizer.bos_token_id
     plain, with_bos = ScoreRequest("Question: hi\nAnswer:", (" yes",)), ScoreRequest("<bos>Question: hi", (" yes",))
-    contexts = {flag: [r.context for r in encode_requests(tokenizer, [plain, with_bos], add_special_tokens=flag)]
-                for flag in (None, True, False)}
+    contexts = {
+        flag: [r.context for r in encode_requests(tokenizer, [plain, with_bos], add_special_tokens=flag)]
+        for flag in (None, True, False)
+    }
     assert [c.count(bos) for c in contexts[None]] == [1, 1]
     assert [c.count(bos) for c in contexts[True]] == [1, 2]  # a template's <bos> and the tokenizer's: lm-eval 0.4.5
     assert [c.count(bos) for c in contexts[False]] == [0, 1]
     assert contexts[False][0] == contexts[None][0][1:]
     # generation honours the same rule; a request leaving it unset dumps (and caches) as before
-    ids = {flag: encode_request(tokenizer, GenerationRequest(prompt="hi", add_special_tokens=flag))
-           for flag in (None, False)}
+    ids = {
+        flag: encode_request(tokenizer, GenerationRequest(prompt="hi", add_special_tokens=flag))
+        for flag in (None, False)
+    }
     assert ids[None] == [bos, *ids[False]]
     assert "add_special_tokens" not in GenerationRequest(prompt="hi").model_dump()
     assert GenerationRequest(prompt="hi", add_special_tokens=False).model_dump()["add_special_tokens"] is False
@@ -73,27 +79,42 @@ class Recorder:
 
     def generate(self, requests):
         self.requests += requests
-        return [GenerationResult(text="The final answer is 18", finish_reason="stop", prompt_tokens=1,
-                                 completion_tokens=1) for _ in requests]
+        return [
+            GenerationResult(text="The final answer is 18", finish_reason="stop", prompt_tokens=1, completion_tokens=1)
+            for _ in requests
+        ]
 
 
 def core(model_dir, data_dir, out, **overrides) -> CoreEvalSettings:
-    return CoreEvalSettings(**({"model": str(model_dir), "data_dir": str(data_dir), "out": out, "limit": 3,
-                                "tasks": ("arc_easy", "arc_challenge", "gsm8k"), "num_fewshot": 1} | overrides))
+    return CoreEvalSettings(
+        **(
+            {
+                "model": str(model_dir),
+                "data_dir": str(data_dir),
+                "out": out,
+                "limit": 3,
+                "tasks": ("arc_easy", "arc_challenge", "gsm8k"),
+                "num_fewshot": 1,
+            }
+            | overrides
+        )
+    )
 
 
 def test_each_result_file_records_its_protocol_and_scores_under_it(tiny_model_dir, shared_data, tmp_path):
     generators, reports, logprobs = {}, {}, {}
     for protocol in ("paper", "lm-eval"):
         generators[protocol] = Recorder()
-        reports[protocol] = run(core(tiny_model_dir, shared_data, tmp_path / "core.json", protocol=protocol),
-                                generator=generators[protocol])
+        reports[protocol] = run(
+            core(tiny_model_dir, shared_data, tmp_path / "core.json", protocol=protocol), generator=generators[protocol]
+        )
         document = json.loads((tmp_path / "core.json").read_text())
         assert document["config"]["protocol"] == protocol == reports[protocol].protocol
         configs = document["configs"]
         assert configs["arc_easy"]["target_delimiter"] == (" " if protocol == "paper" else "")
-        assert configs["arc_easy"]["bos"] == ("none" if protocol == "paper" else "the tokenizer's, unless the text "
-                                                                                 "starts with it")
+        assert configs["arc_easy"]["bos"] == (
+            "none" if protocol == "paper" else "the tokenizer's, unless the text starts with it"
+        )
         samples = read_jsonl(samples_path(tmp_path / "core.json"))
         arc = next(s for s in samples if s["task"] == "arc_easy")
         assert arc["continuations"][0].startswith(" ") == (protocol == "paper")
@@ -109,8 +130,17 @@ def test_gsm8k_plain_prompt_of_the_papers_time_has_a_space_before_each_answer(ti
     prompts = {}
     for protocol in ("paper", "lm-eval"):
         generator = Recorder()
-        run(core(tiny_model_dir, shared_data, tmp_path / f"{protocol}.json", protocol=protocol, tasks=("gsm8k",),
-                 chat_template=False), generator=generator)
+        run(
+            core(
+                tiny_model_dir,
+                shared_data,
+                tmp_path / f"{protocol}.json",
+                protocol=protocol,
+                tasks=("gsm8k",),
+                chat_template=False,
+            ),
+            generator=generator,
+        )
         prompts[protocol] = generator.requests[0].prompt
     assert "the problem.\n There are 15 trees" in prompts["paper"]  # task version 3.0: target delimiter " "
     assert "the problem.\nThere are 15 trees" in prompts["lm-eval"]  # version 4.0: ""
@@ -129,8 +159,10 @@ def test_the_headline_is_acc_with_acc_norm_beside_and_one_arc(tiny_model_dir, sh
 
     table = section([SimpleNamespace(cell="m/base", result=report)])
     cells = dict(zip(table.headers, table.rows[0], strict=True))
-    assert cells["ai2_arc"].startswith(f"{arc.acc.value:.3f} [") and f"(acc_norm {arc.acc_norm.value:.3f})" in \
-        cells["ai2_arc"]
+    assert (
+        cells["ai2_arc"].startswith(f"{arc.acc.value:.3f} [")
+        and f"(acc_norm {arc.acc_norm.value:.3f})" in cells["ai2_arc"]
+    )
     assert "acc_norm" not in cells["mmlu"]  # MMLU reports acc only
 
 

@@ -45,14 +45,21 @@ def unit(name, values):
 
 
 def test_mmlu_groups_weight_by_size():
-    units = [unit("mmlu_abstract_algebra", [1.0, 0.0, 0.0, 0.0]), unit("mmlu_anatomy", [1.0, 1.0]),
-             unit("mmlu_philosophy", [1.0, 0.0, 1.0]), unit("arc_easy", [1.0])]
+    units = [
+        unit("mmlu_abstract_algebra", [1.0, 0.0, 0.0, 0.0]),
+        unit("mmlu_anatomy", [1.0, 1.0]),
+        unit("mmlu_philosophy", [1.0, 0.0, 1.0]),
+        unit("arc_easy", [1.0]),
+    ]
     groups, tree = mmlu_groups(units)
     assert groups["mmlu_stem"]["acc"] == pytest.approx(3 / 6)
     assert groups["mmlu_humanities"]["acc"] == pytest.approx(2 / 3)
     assert groups["mmlu"]["acc"] == pytest.approx(5 / 9) and groups["mmlu"]["acc,none"] == groups["mmlu"]["acc"]
-    assert tree == {"mmlu": ["mmlu_humanities", "mmlu_stem"], "mmlu_humanities": ["mmlu_philosophy"],
-                    "mmlu_stem": ["mmlu_abstract_algebra", "mmlu_anatomy"]}
+    assert tree == {
+        "mmlu": ["mmlu_humanities", "mmlu_stem"],
+        "mmlu_humanities": ["mmlu_philosophy"],
+        "mmlu_stem": ["mmlu_abstract_algebra", "mmlu_anatomy"],
+    }
     document = results_document(units, {"model": "m"}, {}, 1.0)
     assert document["results"]["arc_easy"]["acc"] == 1.0
     assert document["n-samples"]["arc_easy"] == {"original": 1, "effective": 1}
@@ -61,13 +68,27 @@ def test_mmlu_groups_weight_by_size():
 
 LM_EVAL_OUTPUT = {
     "results": {
-        "arc_easy": {"alias": "arc_easy", "acc,none": 0.58, "acc_stderr,none": 0.0101, "acc_norm,none": 0.55,
-                     "acc_norm_stderr,none": 0.0102},
-        "rtune_arc_challenge": {"alias": "rtune_arc_challenge", "acc,none": 0.28, "acc_stderr,none": 0.0131,
-                                "acc_norm,none": 0.31, "acc_norm_stderr,none": 0.0135},
-        "gsm8k_cot_llama": {"alias": "gsm8k_cot_llama", "exact_match,strict-match": 0.1,
-                            "exact_match_stderr,strict-match": 0.008,
-                            "exact_match,flexible-extract": 0.12, "exact_match_stderr,flexible-extract": "N/A"},
+        "arc_easy": {
+            "alias": "arc_easy",
+            "acc,none": 0.58,
+            "acc_stderr,none": 0.0101,
+            "acc_norm,none": 0.55,
+            "acc_norm_stderr,none": 0.0102,
+        },
+        "rtune_arc_challenge": {
+            "alias": "rtune_arc_challenge",
+            "acc,none": 0.28,
+            "acc_stderr,none": 0.0131,
+            "acc_norm,none": 0.31,
+            "acc_norm_stderr,none": 0.0135,
+        },
+        "gsm8k_cot_llama": {
+            "alias": "gsm8k_cot_llama",
+            "exact_match,strict-match": 0.1,
+            "exact_match_stderr,strict-match": 0.008,
+            "exact_match,flexible-extract": 0.12,
+            "exact_match_stderr,flexible-extract": "N/A",
+        },
         "mmlu": {"alias": "mmlu", "acc,none": 0.26, "acc_stderr,none": 0.0037},
         "mmlu_anatomy": {"alias": "  - anatomy", "acc,none": 0.3, "acc_stderr,none": 0.04},
     },
@@ -76,15 +97,28 @@ LM_EVAL_OUTPUT = {
     "configs": {"arc_easy": {"task": "arc_easy"}, "gsm8k_cot_llama": {"task": "gsm8k_cot_llama"}},
     "versions": {"arc_easy": 1.0, "gsm8k_cot_llama": 4.0},
     "n-shot": {"arc_easy": 0, "gsm8k_cot_llama": 8},
-    "n-samples": {"arc_easy": {"original": 2376, "effective": 2376},
-                  "rtune_arc_challenge": {"original": 1172, "effective": 1172},
-                  "gsm8k_cot_llama": {"original": 1319, "effective": 1319}},
+    "n-samples": {
+        "arc_easy": {"original": 2376, "effective": 2376},
+        "rtune_arc_challenge": {"original": 1172, "effective": 1172},
+        "gsm8k_cot_llama": {"original": 1319, "effective": 1319},
+    },
     "config": {"model": "hf", "model_args": "pretrained=/m,dtype=float32", "batch_size": 8, "limit": None},
-    "samples": {"arc_easy": [{"doc_id": 0, "target": 0, "arguments": [["Question: q\nAnswer:", " a"],
-                                                                       ["Question: q\nAnswer:", " bb"]],
-                              "filter": "none", "filtered_resps": [[-1.0, False], [-3.0, False]], "acc": 1.0,
-                              "acc_norm": 0.0}]},
-    "lm_eval_version": "0.4.13", "chat_template": None, "fewshot_as_multiturn": False,
+    "samples": {
+        "arc_easy": [
+            {
+                "doc_id": 0,
+                "target": 0,
+                "arguments": [["Question: q\nAnswer:", " a"], ["Question: q\nAnswer:", " bb"]],
+                "filter": "none",
+                "filtered_resps": [[-1.0, False], [-3.0, False]],
+                "acc": 1.0,
+                "acc_norm": 0.0,
+            }
+        ]
+    },
+    "lm_eval_version": "0.4.13",
+    "chat_template": None,
+    "fewshot_as_multiturn": False,
 }
 
 
@@ -97,9 +131,20 @@ def test_lm_eval_output_is_normalised_to_our_shape():
     assert gsm["exact_match_flexible-extract"] == 0.12 and gsm["exact_match_flexible-extract_stderr"] is None
     assert document["n-shot"]["gsm8k"] == 8 and document["groups"]["mmlu"]["acc"] == 0.26
     assert document["config"]["engine"] == "lm-eval" and document["config"]["model"] == "pretrained=/m,dtype=float32"
-    assert samples == [{"task": "arc_easy", "doc_id": 0, "target": 0, "filter": "none",
-                        "filtered_resps": [[-1.0, False], [-3.0, False]], "acc": 1.0, "acc_norm": 0.0,
-                        "context": "Question: q\nAnswer:", "continuations": [" a", " bb"], "logprobs": [-1.0, -3.0]}]
+    assert samples == [
+        {
+            "task": "arc_easy",
+            "doc_id": 0,
+            "target": 0,
+            "filter": "none",
+            "filtered_resps": [[-1.0, False], [-3.0, False]],
+            "acc": 1.0,
+            "acc_norm": 0.0,
+            "context": "Question: q\nAnswer:",
+            "continuations": [" a", " bb"],
+            "logprobs": [-1.0, -3.0],
+        }
+    ]
     # our local task names lose their prefix; ARC-Easy and ARC-Challenge also count as one ARC, by size
     assert document["results"]["arc_challenge"]["acc"] == 0.28
     arc = document["results"]["ai2_arc"]
@@ -124,14 +169,29 @@ def test_agreement_counts_what_differs():
     from rtune.evals.core.lm_eval import agreement
 
     def sample(task, doc_id, logprobs, acc, context="Q:"):
-        return {"task": task, "doc_id": doc_id, "context": context, "continuations": [" a", " b"], "logprobs": logprobs,
-                "acc": acc, "acc_norm": acc}
+        return {
+            "task": task,
+            "doc_id": doc_id,
+            "context": context,
+            "continuations": [" a", " b"],
+            "logprobs": logprobs,
+            "acc": acc,
+            "acc_norm": acc,
+        }
 
-    ours = [sample("piqa", 0, [-1.0, -2.0], 1.0), sample("piqa", 1, [-400.0, -401.0], 0.0),
-            sample("mmlu_anatomy", 0, [-1.0, -0.5], 0.0), sample("mmlu_virology", 0, [-3.0, -1.0], 1.0)]
-    theirs = [sample("piqa", 0, [-1.0004, -2.0], 1.0), sample("piqa", 1, [-400.003, -401.0], 0.0),
-              sample("mmlu_anatomy", 0, [-1.0, -1.5], 1.0, context="Other"),
-              sample("mmlu_virology", 0, [-3.0, -1.0], 1.0), {"task": "gsm8k", "doc_id": 0, "reply": "x"}]
+    ours = [
+        sample("piqa", 0, [-1.0, -2.0], 1.0),
+        sample("piqa", 1, [-400.0, -401.0], 0.0),
+        sample("mmlu_anatomy", 0, [-1.0, -0.5], 0.0),
+        sample("mmlu_virology", 0, [-3.0, -1.0], 1.0),
+    ]
+    theirs = [
+        sample("piqa", 0, [-1.0004, -2.0], 1.0),
+        sample("piqa", 1, [-400.003, -401.0], 0.0),
+        sample("mmlu_anatomy", 0, [-1.0, -1.5], 1.0, context="Other"),
+        sample("mmlu_virology", 0, [-3.0, -1.0], 1.0),
+        {"task": "gsm8k", "doc_id": 0, "reply": "x"},
+    ]
     found = agreement(ours, theirs)
     assert set(found) == {"piqa", "mmlu"}
     piqa, mmlu = found["piqa"], found["mmlu"]

@@ -10,8 +10,10 @@ from rtune.models import load_model
 REQUESTS = [
     ScoreRequest("Question: What is 2 + 3?\nAnswer:", (" 5", " 6 apples", " the quick brown fox jumps")),
     ScoreRequest("The quick brown fox", (" jumps over the lazy dog.", " sleeps")),
-    ScoreRequest("Paris is the capital of France. Berlin is the capital of Germany. Paris is the capital of",
-                 (" France.", " Germany. Berlin is", " x")),
+    ScoreRequest(
+        "Paris is the capital of France. Berlin is the capital of Germany. Paris is the capital of",
+        (" France.", " Germany. Berlin is", " x"),
+    ),
     # the trailing space moves to the choices
     ScoreRequest("Explain why the sky is blue: ", ("sunlight scatters", "it is")),
     ScoreRequest("", ("Hello there", "Sorry")),  # empty context: scored after BOS, as lm-eval
@@ -50,7 +52,7 @@ def test_encoding_follows_lm_eval(tiny):
             if context:
                 whole = tokenizer(request.context + continuation)["input_ids"]
                 assert list(enc.context) == tokenizer(context)["input_ids"]
-                assert list(enc.context) + list(ids) == list(enc.context) + whole[len(enc.context):]
+                assert list(enc.context) + list(ids) == list(enc.context) + whole[len(enc.context) :]
             else:
                 assert list(enc.context) == [bos]
                 assert list(ids) == tokenizer(continuation, add_special_tokens=False)["input_ids"]
@@ -65,7 +67,7 @@ def test_a_long_context_is_cut_on_the_left_as_lm_eval_cuts_it(tiny):
     [full] = encode_requests(tokenizer, [request])
     [cut] = encode_requests(tokenizer, [request], max_length=40)
     longest = max(len(c) for c in cut.continuations)
-    assert len(cut.context) + longest - 1 == 40 and cut.context == full.context[-len(cut.context):]
+    assert len(cut.context) + longest - 1 == 40 and cut.context == full.context[-len(cut.context) :]
     assert cut.continuations == full.continuations
 
 
@@ -75,9 +77,10 @@ def test_chat_rendered_context_keeps_one_bos(tiny):
     assert encoded[0].context.count(tokenizer.bos_token_id) == 1
 
 
-@pytest.mark.parametrize("batch_size, max_logit_positions, logits_where_scored", [(1, 1024, True), (8, 1024, True),
-                                                                                   (8, 6, True),
-                                                                                   (8, 1024, False)])
+@pytest.mark.parametrize(
+    "batch_size, max_logit_positions, logits_where_scored",
+    [(1, 1024, True), (8, 1024, True), (8, 6, True), (8, 1024, False)],
+)
 def test_prefix_cache_equals_plain_forward_per_choice(tiny, batch_size, max_logit_positions, logits_where_scored):
     model, tokenizer = tiny
     scorer = ChoiceScorer(model, tokenizer, batch_size=batch_size, max_logit_positions=max_logit_positions)
@@ -117,7 +120,7 @@ def test_greedy_flag_on_a_continuation_the_model_predicts(tiny):
     ids = tokenizer(context, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    predicted = tokenizer.decode(out[0, ids.shape[1]:])
+    predicted = tokenizer.decode(out[0, ids.shape[1] :])
     [[score]] = ChoiceScorer(model, tokenizer).score([ScoreRequest(context, (predicted,))])
     assert score.is_greedy
 
@@ -127,8 +130,10 @@ def test_gemma_prefix_cache_matches_past_its_sliding_window():
     """Gemma 3 mixes 512-token sliding-window layers with global ones; a 600-token context crosses the window."""
     model, tokenizer = load_model("gemma-3-270m")
     long_context = "Paris is the capital of France. " * 85 + "Berlin is the capital of"
-    requests = [ScoreRequest(long_context, (" Germany.", " France, as everyone knows")),
-                ScoreRequest("Question: What is 2 + 3?\nAnswer:", (" 5", " five apples"))]
+    requests = [
+        ScoreRequest(long_context, (" Germany.", " France, as everyone knows")),
+        ScoreRequest("Question: What is 2 + 3?\nAnswer:", (" 5", " five apples")),
+    ]
     assert len(tokenizer(long_context)["input_ids"]) > 560
     cached = ChoiceScorer(model, tokenizer, batch_size=2).score(requests)
     for enc, scores in zip(encode_requests(tokenizer, requests), cached, strict=True):

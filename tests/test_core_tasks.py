@@ -10,8 +10,17 @@ from rtune.evals.core.prompts import PromptStyle, mc_request, prompt_style
 from rtune.evals.core.tasks import MC_TASKS, MMLU_CATEGORY, load_gsm8k, parse_tasks
 
 
-@pytest.mark.parametrize("task, count", [("arc_easy", 2376), ("arc_challenge", 1172), ("openbookqa", 500),
-                                         ("piqa", 1838), ("hellaswag", 10042), ("mmlu", 14042)])
+@pytest.mark.parametrize(
+    "task, count",
+    [
+        ("arc_easy", 2376),
+        ("arc_challenge", 1172),
+        ("openbookqa", 500),
+        ("piqa", 1838),
+        ("hellaswag", 10042),
+        ("mmlu", 14042),
+    ],
+)
 def test_loaders_count_the_full_sets(shared_data, task, count):
     items = MC_TASKS[task].load(shared_data)
     assert len(items) == count
@@ -23,16 +32,21 @@ def test_mmlu_has_57_subjects_in_lm_eval_groups_and_a_5_shot_dev_split(shared_da
     items = MC_TASKS["mmlu"].load(shared_data)
     assert {item.subject for item in items} == set(MMLU_CATEGORY) and len(MMLU_CATEGORY) == 57
     categories = ("stem", "other", "social_sciences", "humanities")
-    assert {c: sum(v == c for v in MMLU_CATEGORY.values()) for c in categories} == \
-        {"stem": 19, "other": 13, "social_sciences": 12, "humanities": 13}
+    assert {c: sum(v == c for v in MMLU_CATEGORY.values()) for c in categories} == {
+        "stem": 19,
+        "other": 13,
+        "social_sciences": 12,
+        "humanities": 13,
+    }
     dev = MC_TASKS["mmlu"].load_fewshot(shared_data)
     assert len(dev) == 285 and all(sum(d.subject == s for d in dev) == 5 for s in MMLU_CATEGORY)
 
 
 def test_prompt_strings_match_lm_eval(shared_data):
     arc = MC_TASKS["arc_easy"].load(shared_data)[0]
-    assert arc.text == ("Question: Which statement best explains why photosynthesis is the foundation of most food "
-                        "webs?\nAnswer:")
+    assert arc.text == (
+        "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:"
+    )
     assert arc.answer == "Sunlight is the source of energy for nearly all ecosystems."
     piqa = MC_TASKS["piqa"].load(shared_data)[0]
     assert piqa.text == "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:"
@@ -40,8 +54,10 @@ def test_prompt_strings_match_lm_eval(shared_data):
     obqa = MC_TASKS["openbookqa"].load(shared_data)[1]
     assert (obqa.text, obqa.answer) == ("There is most likely going to be fog around:", "a marsh")
     mmlu = MC_TASKS["mmlu"].load(shared_data)[0]
-    assert mmlu.text == ("Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\n"
-                         "A. 0\nB. 4\nC. 2\nD. 6\nAnswer:")
+    assert mmlu.text == (
+        "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\n"
+        "A. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
+    )
     assert (mmlu.choices, mmlu.answer, mmlu.subject) == (("A", "B", "C", "D"), "B", "abstract_algebra")
     hellaswag = MC_TASKS["hellaswag"].load(shared_data)[0]
     assert hellaswag.text == "Roof shingle removal: A man is sitting on a roof. He"  # ctx_b capitalised as lm-eval
@@ -55,8 +71,18 @@ def test_plain_and_chat_requests(shared_data, tiny_model_dir):
     shots = MC_TASKS["mmlu"].load_fewshot(shared_data)[:2]
     description = MC_TASKS["mmlu"].description("abstract_algebra")
     plain = mc_request(item, shots, description, PromptStyle("lm-eval", False))
-    assert plain.context == (description + shots[0].text + " " + shots[0].answer + "\n\n"
-                             + shots[1].text + " " + shots[1].answer + "\n\n" + item.text)
+    assert plain.context == (
+        description
+        + shots[0].text
+        + " "
+        + shots[0].answer
+        + "\n\n"
+        + shots[1].text
+        + " "
+        + shots[1].answer
+        + "\n\n"
+        + item.text
+    )
     assert description == "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
     assert plain.continuations == (" A", " B", " C", " D")
     chat = mc_request(item, [], "", prompt_style(load_tokenizer(str(tiny_model_dir)), None, "lm-eval"))
@@ -65,23 +91,32 @@ def test_plain_and_chat_requests(shared_data, tiny_model_dir):
 
 
 def test_hellaswag_preprocessing():
-    assert core_tasks.hellaswag_preprocess("Act: [header] How to x [title] Do y  now [step] ok ") == \
-        "Act: How to x. Do y now ok"
+    assert (
+        core_tasks.hellaswag_preprocess("Act: [header] How to x [title] Do y  now [step] ok ")
+        == "Act: How to x. Do y now ok"
+    )
     fragment = core_tasks._capitalise_last_fragment("A boat. the child and a man")
-    assert core_tasks.hellaswag_text("Canoeing", fragment) == \
-        "Canoeing: A boat. The child and a man"
+    assert core_tasks.hellaswag_text("Canoeing", fragment) == "Canoeing: A boat. The child and a man"
 
 
 def test_hub_rows_normalise_to_the_same_items(monkeypatch):
     hub_rows = {
-        ("allenai/ai2_arc", "ARC-Easy", "test"): [{"question": "Why?", "answerKey": "B",
-                                                   "choices": {"text": ["a", "b"], "label": ["A", "B"]}}],
-        ("allenai/openbookqa", "main", "test"): [{"question_stem": "Stem", "answerKey": "A",
-                                                  "choices": {"text": ["x", "y"], "label": ["A", "B"]}}],
+        ("allenai/ai2_arc", "ARC-Easy", "test"): [
+            {"question": "Why?", "answerKey": "B", "choices": {"text": ["a", "b"], "label": ["A", "B"]}}
+        ],
+        ("allenai/openbookqa", "main", "test"): [
+            {"question_stem": "Stem", "answerKey": "A", "choices": {"text": ["x", "y"], "label": ["A", "B"]}}
+        ],
         ("baber/piqa", None, "validation"): [{"goal": "Goal", "sol1": "s1", "sol2": "s2", "label": 1}],
-        ("Rowan/hellaswag", None, "validation"): [{"activity_label": "Act", "ctx_a": "A man sits.", "ctx_b": "he",
-                                                    "endings": ["stands up [substeps] now.", "b", "c", "d"],
-                                                    "label": "0"}],
+        ("Rowan/hellaswag", None, "validation"): [
+            {
+                "activity_label": "Act",
+                "ctx_a": "A man sits.",
+                "ctx_b": "he",
+                "endings": ["stands up [substeps] now.", "b", "c", "d"],
+                "label": "0",
+            }
+        ],
         ("openai/gsm8k", "main", "test"): [{"question": "2+2?", "answer": "2+2=<<2+2=4>>4\n#### 4"}],
     }
     monkeypatch.setattr(core_tasks, "load_rows", lambda dataset, config, split: hub_rows[(dataset, config, split)])

@@ -14,7 +14,12 @@ from rtune.pipeline.experiment import cells
 
 def test_demo_without_data_uses_only_packaged_data():
     experiment = demo_experiment(quick=True)
-    assert [cell.name for cell in cells(experiment)] == ["gemma/base", "gemma/demo/it/s0", "gemma/demo/rt/s0", "gemma/urial"]
+    assert [cell.name for cell in cells(experiment)] == [
+        "gemma/base",
+        "gemma/demo/it/s0",
+        "gemma/demo/rt/s0",
+        "gemma/urial",
+    ]
     assert experiment.datasets["demo"].source == "demo" and experiment.data_dir is None
     assert set(experiment.evals) == {"responses", "likelihood"}
     assert experiment.evals["responses"].instructions == "heldout" and experiment.generation.prompt == "tulu"
@@ -46,7 +51,9 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
         labels = json.loads((out / "stages" / cell / "responses" / "result.json").read_text())
         assert labels["n"] == 2 and 0 <= labels["answer_rate"]["value"] <= 1
     outputs = json.loads((out / "stages" / "gemma/urial/generate-heldout/outputs.json").read_text())
-    assert len(outputs) == 2 and all(isinstance(row["output"], str) and row["finish_reason"] in ("stop", "length") for row in outputs)
+    assert len(outputs) == 2 and all(
+        isinstance(row["output"], str) and row["finish_reason"] in ("stop", "length") for row in outputs
+    )
     printed = capsys.readouterr().err
     assert "Response rate" in printed and "Judge-free likelihood metric" in printed
     print(f"quick demo took {elapsed:.0f}s")

@@ -35,9 +35,17 @@ def _simulated_pool(n_models: int = 8, n_instructions: int = 150, seed: int = 0)
         length_2 = (length_1 * rng.uniform(0.3, 2.0) + rng.normal(0, 300, n_instructions)).clip(1).astype(int)
         gap = (length_1 - length_2) / np.std(length_1 - length_2, ddof=1)
         p = 1 / (1 + np.exp(-(strength + slope * np.tanh(gap) + difficulty)))
-        pool[f"model{m}"] = [Annotation(instruction=text, preference=1 + p_i, generator_1="ref",
-                                        generator_2=f"model{m}", output_1_chars=l1, output_2_chars=l2)
-                             for text, p_i, l1, l2 in zip(instructions, p, length_1.tolist(), length_2.tolist())]
+        pool[f"model{m}"] = [
+            Annotation(
+                instruction=text,
+                preference=1 + p_i,
+                generator_1="ref",
+                generator_2=f"model{m}",
+                output_1_chars=l1,
+                output_2_chars=l2,
+            )
+            for text, p_i, l1, l2 in zip(instructions, p, length_1.tolist(), length_2.tolist(), strict=False)
+        ]
     return pool, difficulty, instructions
 
 
@@ -55,15 +63,27 @@ def test_cli_builds_a_table_that_winrate_uses(tmp_path):
     for name, rows in pool.items():
         write_annotations(tmp_path / "pool" / f"{name}.json", rows)
     table_path = tmp_path / "difficulty.json"
-    result = CliRunner().invoke(metrics_app, ["difficulty", str(tmp_path / "pool"), "--exclude", "model3",
-                                              "--joint-c", "1", "--out", str(table_path)])
+    result = CliRunner().invoke(
+        metrics_app,
+        ["difficulty", str(tmp_path / "pool"), "--exclude", "model3", "--joint-c", "1", "--out", str(table_path)],
+    )
     assert result.exit_code == 0, result.output
     table = read_table(table_path)
     assert table.provenance["models"] == ["model0", "model1", "model2"] and len(table.difficulty) == 40
     assert table.provenance["command"].startswith("rtune metrics difficulty") and table.provenance["created"]
 
-    result = CliRunner().invoke(app, ["metrics", "winrate", str(tmp_path / "pool" / "model3.json"),
-                                      "--difficulty", str(table_path), "--bootstrap", "50"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "metrics",
+            "winrate",
+            str(tmp_path / "pool" / "model3.json"),
+            "--difficulty",
+            str(table_path),
+            "--bootstrap",
+            "50",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[str(tmp_path / "pool" / "model3.json")]["lc_variant"] == "with_difficulty"
 
@@ -78,8 +98,9 @@ def test_read_table_rejects_other_json(tmp_path):
 def _positional(table: DifficultyTable, rows: list[Annotation], alpaca_eval_order: list[str]) -> DifficultyTable:
     """AlpacaEval's lookup: row i gets the difficulty of the i-th AlpacaEval instruction."""
     by_position = [table.difficulty[instruction_key(text)] for text in alpaca_eval_order]
-    return DifficultyTable({instruction_key(row.instruction): by_position[i] for i, row in enumerate(rows)},
-                           table.length_slope, table.C)
+    return DifficultyTable(
+        {instruction_key(row.instruction): by_position[i] for i, row in enumerate(rows)}, table.length_slope, table.C
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,19 +109,23 @@ def leave_one_model_out(shared_data):
     folder = shared_data / "alpaca_eval" / "annotations"
     with open(folder / "leaderboard.csv", newline="") as handle:
         leaderboard = list(csv.DictReader(handle))
-    order = [json.loads(line)["instruction"]
-             for line in (shared_data / "alpaca_eval" / "alpaca_eval_805.jsonl").read_text().splitlines()]
+    order = [
+        json.loads(line)["instruction"]
+        for line in (shared_data / "alpaca_eval" / "alpaca_eval_805.jsonl").read_text().splitlines()
+    ]
     pool = {row["dir"]: read_annotations(folder / f"{row['dir']}.json") for row in leaderboard}
     results = {}
     for row in leaderboard:
         name = row["dir"]
-        table = estimate_difficulty({other: rows for other, rows in pool.items() if other != name},
-                                    C=packaged_table().C)
+        table = estimate_difficulty(
+            {other: rows for other, rows in pool.items() if other != name}, C=packaged_table().C
+        )
         report = summarize(pool[name], name, table=table, n_resamples=10)
         positional = None
         if name in INCOMPLETE:
-            positional = summarize(pool[name], name, table=_positional(table, pool[name], order),
-                                   n_resamples=10).length_controlled_winrate
+            positional = summarize(
+                pool[name], name, table=_positional(table, pool[name], order), n_resamples=10
+            ).length_controlled_winrate
         results[name] = (row, report, positional)
     return results
 
@@ -111,10 +136,13 @@ def test_lc_leave_one_model_out_matches_published_leaderboard(leave_one_model_ou
         assert report.lc_variant == "with_difficulty"
         raw[name] = report.win_rate - float(row["win_rate"])
         lc[name] = report.length_controlled_winrate - float(row["length_controlled_winrate"])
-        lc_as_alpaca_eval[name] = (positional if positional is not None else report.length_controlled_winrate) \
-            - float(row["length_controlled_winrate"])
-    errors = {label: np.abs(list(values.values())) for label, values in
-              [("raw", raw), ("lc", lc), ("lc_as_alpaca_eval", lc_as_alpaca_eval)]}
+        lc_as_alpaca_eval[name] = (positional if positional is not None else report.length_controlled_winrate) - float(
+            row["length_controlled_winrate"]
+        )
+    errors = {
+        label: np.abs(list(values.values()))
+        for label, values in [("raw", raw), ("lc", lc), ("lc_as_alpaca_eval", lc_as_alpaca_eval)]
+    }
     for label, values in errors.items():
         print(f"{label}: mean abs error {values.mean():.3f}, max {values.max():.3f} over {len(values)} models")
     complete = np.abs([error for name, error in lc.items() if name not in INCOMPLETE])

@@ -29,7 +29,7 @@ JUDGE_MODEL = "gpt-4-1106-preview"
 # Awkward texts on purpose: a placeholder spelled inside an instruction (alpaca_eval fills it too), braces, triple
 # quotes, ChatML-looking text, surrounding whitespace, non-ASCII; and one pair whose outputs are identical.
 PAIRS = [
-    ("Write a haiku about {output_1} and {output_2}.", "  Leaves fall {softly}\n", "Autumn \"\"\"wind\"\"\" blows."),
+    ("Write a haiku about {output_1} and {output_2}.", "  Leaves fall {softly}\n", 'Autumn """wind""" blows.'),
     ("Explain `dict.get` in Python.", "Use d.get(k, default) — it never raises.", "```python\n{}.get('x')\n```"),
     ("Quote <|im_end|> back to me.", "<|im_end|>", "I cannot see any marker."),
     ("Résumé tips?", "Keep it to one page.\n\n", "\tUse action verbs; quantify results."),
@@ -64,13 +64,20 @@ def test_the_annotator_is_the_installed_packages_config():
     ours = load_annotator()
     config = utils.load_configs(constants.EVALUATORS_CONFIG_DIR / ANNOTATOR)[ANNOTATOR]
     assert ours.version == "0.6.6" == alpaca_eval.__version__
-    assert ours.prompt_template == utils.read_or_return(config["prompt_template"],
-                                                        relative_to=constants.EVALUATORS_CONFIG_DIR)
+    assert ours.prompt_template == utils.read_or_return(
+        config["prompt_template"], relative_to=constants.EVALUATORS_CONFIG_DIR
+    )
     completion, parser = config["completions_kwargs"], config["completion_parser_kwargs"]
     assert (ours.max_tokens, ours.temperature, ours.top_logprobs, ours.leaderboard_judge) == (
-        completion["max_tokens"], completion["temperature"], completion["top_logprobs"], completion["model_name"])
-    assert (ours.numerator_token, list(ours.denominator_tokens)) == (parser["numerator_token"],
-                                                                      parser["denominator_tokens"])
+        completion["max_tokens"],
+        completion["temperature"],
+        completion["top_logprobs"],
+        completion["model_name"],
+    )
+    assert (ours.numerator_token, list(ours.denominator_tokens)) == (
+        parser["numerator_token"],
+        parser["denominator_tokens"],
+    )
 
 
 def test_prompts_are_byte_identical_to_alpaca_evals_own_formatting():
@@ -92,17 +99,32 @@ def test_prompts_are_byte_identical_to_alpaca_evals_own_formatting():
     assert swaps == {True, False}  # both orders were compared
 
 
-@pytest.mark.parametrize("top", [
-    {"m": -0.1, "M": -2.4}, {"M": -0.01, "m": -4.6, "The": -6.0}, {"m": -0.7}, {"M": -0.2, " m": -1.0},
-    {"m": -1e-9, "M": -25.0}, {"m": -3.0, "M": -3.0, "m ": -0.1},
-])
+@pytest.mark.parametrize(
+    "top",
+    [
+        {"m": -0.1, "M": -2.4},
+        {"M": -0.01, "m": -4.6, "The": -6.0},
+        {"m": -0.7},
+        {"M": -0.2, " m": -1.0},
+        {"m": -1e-9, "M": -25.0},
+        {"m": -3.0, "M": -3.0, "m ": -0.1},
+    ],
+)
 @pytest.mark.parametrize("swapped", [False, True])
 def test_preferences_equal_alpaca_evals_logprob_parser(top, swapped):
     annotator = load_annotator()
-    completion = {"logprobs": {"content": [{"token": "x", "logprob": -1.0,
-                                             "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()]}]}}
-    kwargs = {"numerator_token": annotator.numerator_token, "denominator_tokens": list(annotator.denominator_tokens),
-              "is_binarize": False}
+    completion = {
+        "logprobs": {
+            "content": [
+                {"token": "x", "logprob": -1.0, "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()]}
+            ]
+        }
+    }
+    kwargs = {
+        "numerator_token": annotator.numerator_token,
+        "denominator_tokens": list(annotator.denominator_tokens),
+        "is_binarize": False,
+    }
     (theirs,) = completion_parsers.logprob_parser(completion, **kwargs)
     theirs = 3 - theirs if swapped else theirs  # their switch processor undoes the order afterwards
     assert preference(annotator, top, swapped) == theirs
@@ -121,12 +143,21 @@ def test_run_sends_alpaca_evals_request_and_gets_its_preferences(tmp_path, monke
     try:
         with OpenAIServer(responder=_logprobs) as server:
             theirs = _their_annotator().annotate_head2head(
-                json.loads(reference.read_text()), json.loads(model.read_text()),
-                openai_api_base=server.base_url, openai_api_keys=["test"], num_procs=1)
+                json.loads(reference.read_text()),
+                json.loads(model.read_text()),
+                openai_api_base=server.base_url,
+                openai_api_keys=["test"],
+                num_procs=1,
+            )
             their_requests = {r.body["messages"][-1]["content"]: r.body for r in server.requests}
             served = len(server.requests)
-            settings = PairwiseSettings(outputs=model, reference=reference, out=tmp_path / "ours",
-                                        judge=f"openai:{JUDGE_MODEL}@{server.base_url}", length_controlled=False)
+            settings = PairwiseSettings(
+                outputs=model,
+                reference=reference,
+                out=tmp_path / "ours",
+                judge=f"openai:{JUDGE_MODEL}@{server.base_url}",
+                length_controlled=False,
+            )
             report = pairwise.run(settings)
             our_requests = {r.body["messages"][-1]["content"]: r.body for r in server.requests[served:]}
     finally:
@@ -137,8 +168,9 @@ def test_run_sends_alpaca_evals_request_and_gets_its_preferences(tmp_path, monke
     for text, ours in our_requests.items():
         body = their_requests[text]
         assert ours["messages"] == body["messages"]
-        assert {k: ours[k] for k in ("model", "max_tokens", "temperature", "logprobs", "top_logprobs")} == \
-            {k: body[k] for k in ("model", "max_tokens", "temperature", "logprobs", "top_logprobs")}
+        assert {k: ours[k] for k in ("model", "max_tokens", "temperature", "logprobs", "top_logprobs")} == {
+            k: body[k] for k in ("model", "max_tokens", "temperature", "logprobs", "top_logprobs")
+        }
         assert body["top_p"] == 1.0 and "top_p" not in ours  # 1.0 is the API's default: the same request
         assert set(ours) - set(body) == {"seed"}  # rtune's client pins the sampled token; logprobs do not depend on it
     ours_by_instruction = {a.instruction: a.preference for a in read_annotations(report.annotations_file)}
@@ -158,4 +190,8 @@ def test_win_rate_and_standard_error_equal_alpaca_evals_metric(shared_data):
         assert ours.standard_error == pytest.approx(theirs["standard_error"], rel=1e-9), path.name
         assert ours.discrete_win_rate == pytest.approx(theirs["discrete_win_rate"], rel=1e-12), path.name
         assert (ours.n_wins, ours.n_wins_base, ours.n_draws, ours.n_total) == (
-            theirs["n_wins"], theirs["n_wins_base"], theirs["n_draws"], theirs["n_total"]), path.name
+            theirs["n_wins"],
+            theirs["n_wins_base"],
+            theirs["n_draws"],
+            theirs["n_total"],
+        ), path.name

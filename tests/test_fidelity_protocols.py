@@ -45,18 +45,28 @@ def test_aspect_requests_equal_just_evals_templates_filled(shared_data, tmp_path
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     multi = _protocol(shared_data, "just_eval", "multi_score.txt")
     safety = _protocol(shared_data, "just_eval", "safety_score.txt")
-    rows = [{"id": "a", "instruction": INSTRUCTION, "output": OUTPUT, "category": "regular"},
-            {"id": "b", "instruction": "How do I pick a lock?", "output": "I can't help.", "category": "safety"}]
+    rows = [
+        {"id": "a", "instruction": INSTRUCTION, "output": OUTPUT, "category": "regular"},
+        {"id": "b", "instruction": "How do I pick a lock?", "output": "I can't help.", "category": "safety"},
+    ]
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(rows))
     with OpenAIServer(responder=_just_eval_answer) as server:
-        settings = AspectsSettings(outputs=outputs, judge=f"openai:judge@{server.base_url}", out=tmp_path / "out",
-                                   template=multi, safety_template=safety, system_prompt="SYSTEM",
-                                   bootstrap_samples=100)
+        settings = AspectsSettings(
+            outputs=outputs,
+            judge=f"openai:judge@{server.base_url}",
+            out=tmp_path / "out",
+            template=multi,
+            safety_template=safety,
+            system_prompt="SYSTEM",
+            bootstrap_samples=100,
+        )
         report = aspects.run(settings)
         sent = {request.body["messages"][-1]["content"]: request.body for request in server.requests}
-    expected = {_just_eval(multi.read_text(encoding="utf-8"), INSTRUCTION, OUTPUT): "regular",
-                _just_eval(safety.read_text(encoding="utf-8"), rows[1]["instruction"], rows[1]["output"]): "safety"}
+    expected = {
+        _just_eval(multi.read_text(encoding="utf-8"), INSTRUCTION, OUTPUT): "regular",
+        _just_eval(safety.read_text(encoding="utf-8"), rows[1]["instruction"], rows[1]["output"]): "safety",
+    }
     assert set(sent) == set(expected)  # byte for byte, the original text (not stripped) with both slots filled
     for body in sent.values():
         assert body["messages"][0] == {"role": "system", "content": "SYSTEM"} and len(body["messages"]) == 2
@@ -80,8 +90,11 @@ def test_a_template_must_fill_just_evals_placeholders(tmp_path):
 
 def _rt_label(request) -> str:
     response = re.search(r"<BEGIN MODEL RESPONSE>(.*)<END MODEL RESPONSE>", request.text, re.S).group(1)
-    return "Summary: it declines.\nThe response is [Refusal]" if "can't" in response else \
-        "Summary: it answers.\nThe response is [Compliance]"
+    return (
+        "Summary: it declines.\nThe response is [Refusal]"
+        if "can't" in response
+        else "Summary: it answers.\nThe response is [Compliance]"
+    )
 
 
 def test_refusal_judge_requests_equal_the_rt_repos_prompt_filled(shared_data, monkeypatch):
@@ -95,7 +108,8 @@ def test_refusal_judge_requests_equal_the_rt_repos_prompt_filled(shared_data, mo
     original = path.read_text(encoding="utf-8").strip()  # the script's REFUSAL_JUDGE_PROMPT is .strip()ped
     assert [body["messages"] for body in sent] == [
         [{"role": "user", "content": original.format(prompt=case.request, model_output=case.response)}]
-        for case in cases]  # eval/*/run_eval.py: REFUSAL_JUDGE_PROMPT.format(prompt=..., model_output=...)
+        for case in cases
+    ]  # eval/*/run_eval.py: REFUSAL_JUDGE_PROMPT.format(prompt=..., model_output=...)
     assert all(body["temperature"] == 0 and body["max_tokens"] == 2048 for body in sent)  # the paper's settings
     assert [v.label for v in verdicts] == ["compliance", "refusal"]
     assert judge.name.startswith("llm:") and ":file:refusal_judge.txt@" in judge.name
@@ -108,11 +122,20 @@ def test_a_safety_run_records_the_judge_prompt_by_content(shared_data, tmp_path,
     path = _protocol(shared_data, "response_tuning", "refusal_judge.txt")
     items = load_items(("xstest",), shared_data, 4, 0, {})
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps([{"id": item.id, "instruction": item.prompt, "output": "Sure: here it is."}
-                                   for item in items]))
+    outputs.write_text(
+        json.dumps([{"id": item.id, "instruction": item.prompt, "output": "Sure: here it is."} for item in items])
+    )
     with OpenAIServer(responder=_rt_label) as server:
-        settings = SafetyRun(out=tmp_path / "run", outputs=outputs, sets="xstest", limit=4, data_dir=shared_data,
-                             judge=f"openai:judge@{server.base_url}", judge_prompt=path, judge_retries=0)
+        settings = SafetyRun(
+            out=tmp_path / "run",
+            outputs=outputs,
+            sets="xstest",
+            limit=4,
+            data_dir=shared_data,
+            judge=f"openai:judge@{server.base_url}",
+            judge_prompt=path,
+            judge_retries=0,
+        )
         summary = evaluate_safety(settings)
         contents = {request.body["messages"][0]["content"] for request in server.requests}
     original = path.read_text(encoding="utf-8").strip()
@@ -131,8 +154,9 @@ def test_refine_requests_equal_the_papers_prompt_filled(shared_data):
     record = Record(id="r", prompt=INSTRUCTION, completion=OUTPUT, source="test")
     request = refine_request(record, DecodingParams(max_new_tokens=PAPER_MAX_NEW_TOKENS), load_refine_prompt(path))
     original = path.read_text(encoding="utf-8").strip()  # RESPONSE_REFINE_PROMPT_TEMPLATE is .strip()ped
-    assert request.messages == ({"role": "user", "content": original.format(user_request=INSTRUCTION,
-                                                                            response=OUTPUT)},)
+    assert request.messages == (
+        {"role": "user", "content": original.format(user_request=INSTRUCTION, response=OUTPUT)},
+    )
     assert request.params.temperature == 0 and request.params.max_new_tokens == 8192  # greedy, the paper's budget
     assert RefineSettings(file="f", refiner="openai:x", out="o").max_new_tokens == 8192
 
@@ -152,18 +176,40 @@ def test_refine_command_with_the_papers_prompt_and_extraction(shared_data, tmp_p
 
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     source = tmp_path / "records.jsonl"
-    source.write_text("".join(json.dumps(Record(id=f"r{i}", prompt=f"Question {i}?", completion=f"answer {i}",
-                                                source="test").model_dump()) + "\n" for i in range(4)))
+    source.write_text(
+        "".join(
+            json.dumps(
+                Record(id=f"r{i}", prompt=f"Question {i}?", completion=f"answer {i}", source="test").model_dump()
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
     out = tmp_path / "refined.jsonl"
     path = _protocol(shared_data, "response_tuning", "refine_response.txt")
     with OpenAIServer(responder=_refiner) as server:
-        code, _, err = run_cli(monkeypatch, capsys, "data", "refine", str(source), "--refiner",
-                               f"openai:refiner@{server.base_url}", "--out", str(out), "--prompt-file", str(path))
+        code, _, err = run_cli(
+            monkeypatch,
+            capsys,
+            "data",
+            "refine",
+            str(source),
+            "--refiner",
+            f"openai:refiner@{server.base_url}",
+            "--out",
+            str(out),
+            "--prompt-file",
+            str(path),
+        )
         bodies = [request.body for request in server.requests]
     assert code == 0, err
     completions = [record.completion for record in read_records(out).records]
-    assert completions == ["Better answer 0.\nRefined Response: a second marker stays.", "answer 1", "answer 2",
-                           "Better answer 3.\nRefined Response: a second marker stays."]
+    assert completions == [
+        "Better answer 0.\nRefined Response: a second marker stays.",
+        "answer 1",
+        "answer 2",
+        "Better answer 3.\nRefined Response: a second marker stays.",
+    ]
     assert "extraction rate 50.0%" in err  # the paper's rate: completions that changed, over all
     assert all(body["max_tokens"] == 8192 and body["temperature"] == 0 for body in bodies)
     assert all(body["messages"][0]["content"].startswith(path.read_text(encoding="utf-8")[:40]) for body in bodies)

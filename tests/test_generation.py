@@ -46,14 +46,18 @@ def tiny(tiny_model_dir) -> HFGenerator:
 
 # -- specs -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("spec, expected", [
-    ("gemma-3-270m", ModelSpec("hf", "gemma-3-270m")),
-    ("hf:runs/rt/model", ModelSpec("hf", "runs/rt/model")),
-    ("vllm:meta-llama/Llama-3.1-8B", ModelSpec("vllm", "meta-llama/Llama-3.1-8B")),
-    ("openai:gpt-4o", ModelSpec("openai", "gpt-4o")),
-    ("openai:gpt-4o@http://127.0.0.1:8000/v1", ModelSpec("openai", "gpt-4o", "http://127.0.0.1:8000/v1")),
-    ("openai:llama3:8b@http://localhost:11434/v1", ModelSpec("openai", "llama3:8b", "http://localhost:11434/v1")),
-])
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("gemma-3-270m", ModelSpec("hf", "gemma-3-270m")),
+        ("hf:runs/rt/model", ModelSpec("hf", "runs/rt/model")),
+        ("vllm:meta-llama/Llama-3.1-8B", ModelSpec("vllm", "meta-llama/Llama-3.1-8B")),
+        ("openai:gpt-4o", ModelSpec("openai", "gpt-4o")),
+        ("openai:gpt-4o@http://127.0.0.1:8000/v1", ModelSpec("openai", "gpt-4o", "http://127.0.0.1:8000/v1")),
+        ("openai:llama3:8b@http://localhost:11434/v1", ModelSpec("openai", "llama3:8b", "http://localhost:11434/v1")),
+    ],
+)
 def test_specs_name_backend_model_and_server(spec, expected):
     assert parse_spec(spec) == expected
 
@@ -74,6 +78,7 @@ def test_vllm_backend_explains_when_missing(tiny_model_dir):
     pytest.importorskip("torch")
     try:
         import vllm  # noqa: F401
+
         pytest.skip("vLLM is installed here")
     except ImportError:
         pass
@@ -89,6 +94,7 @@ def test_a_request_is_either_a_prompt_or_messages():
 
 
 # -- prompts ---------------------------------------------------------------------------------------
+
 
 def test_bos_appears_once_whether_or_not_the_template_writes_it(tiny_model_dir):
     from transformers import AutoTokenizer
@@ -124,6 +130,7 @@ def test_stop_strings_cut_at_the_earliest():
 
 # -- hf backend ------------------------------------------------------------------------------------
 
+
 def test_batched_greedy_equals_sequential(tiny, tiny_model_dir):
     requests = _requests(DecodingParams(max_new_tokens=20))
     batched = tiny.generate(requests)
@@ -154,7 +161,7 @@ def test_any_configured_eos_token_ends_generation(tiny_model_dir, tmp_path):
     model, tokenizer = load_model(str(tiny_model_dir))
     prompt = tokenizer("Hello", return_tensors="pt")
     with torch.no_grad():
-        ids = model.generate(**prompt, max_new_tokens=5, do_sample=False)[0, prompt["input_ids"].shape[1]:].tolist()
+        ids = model.generate(**prompt, max_new_tokens=5, do_sample=False)[0, prompt["input_ids"].shape[1] :].tolist()
     # make the model's third token an end-of-sequence token, as models with several EOS ids do
     copy = shutil.copytree(tiny_model_dir, tmp_path / "two-eos")
     config_path = copy / "generation_config.json"
@@ -173,7 +180,9 @@ def test_top_logprobs_match_the_model_distribution(tiny, tiny_model_dir):
 
     from rtune.models import load_model
 
-    request = GenerationRequest(prompt="Paris is the capital of", params=DecodingParams(max_new_tokens=4, top_logprobs=3))
+    request = GenerationRequest(
+        prompt="Paris is the capital of", params=DecodingParams(max_new_tokens=4, top_logprobs=3)
+    )
     result = tiny.generate([request, *_requests(DecodingParams(max_new_tokens=4, top_logprobs=3))[:3]])[0]
     assert len(result.logprobs) == result.completion_tokens == 4
     for item in result.logprobs:
@@ -201,6 +210,7 @@ def test_stream_text_shows_the_greedy_answer(tiny):
 
 
 # -- cache and resume ------------------------------------------------------------------------------
+
 
 class Counting:
     """A streaming generator that counts the requests it is asked, and can die after `fail_after` results."""
@@ -280,8 +290,10 @@ def test_non_streaming_generators_are_cached_too(tmp_path):
 
         def generate(self, requests):
             self.asked += len(requests)
-            return [GenerationResult(text=r.prompt.upper(), finish_reason="stop", prompt_tokens=1, completion_tokens=1)
-                    for r in requests]
+            return [
+                GenerationResult(text=r.prompt.upper(), finish_reason="stop", prompt_tokens=1, completion_tokens=1)
+                for r in requests
+            ]
 
     echo = Echo()
     cached = CachedGenerator(echo, tmp_path / "cache.sqlite")
@@ -336,11 +348,22 @@ def test_vllm_adapter_maps_requests_and_results(tiny_model_dir, monkeypatch):
         def generate(self, prompts, sampling, use_tqdm=True):
             self.seen.append((prompts, sampling))
             outputs = []
-            for prompt, params in zip(prompts, sampling):
+            for prompt, params in zip(prompts, sampling, strict=False):
                 ids = prompt["prompt_token_ids"]
-                logprobs = [{7: Logprob(-0.5, 1, "a"), 8: Logprob(-1.5, 2, "b")}, {9: Logprob(-3.0, 5, "c"), 7: Logprob(-0.2, 1, "a")}]
-                outputs.append(Output(ids, [Completion(f"len {len(ids)} # Query: more", [7, 9], "stop",
-                                                       logprobs if params.logprobs else None)]))
+                logprobs = [
+                    {7: Logprob(-0.5, 1, "a"), 8: Logprob(-1.5, 2, "b")},
+                    {9: Logprob(-3.0, 5, "c"), 7: Logprob(-0.2, 1, "a")},
+                ]
+                outputs.append(
+                    Output(
+                        ids,
+                        [
+                            Completion(
+                                f"len {len(ids)} # Query: more", [7, 9], "stop", logprobs if params.logprobs else None
+                            )
+                        ],
+                    )
+                )
             return outputs
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
@@ -351,9 +374,14 @@ def test_vllm_adapter_maps_requests_and_results(tiny_model_dir, monkeypatch):
     assert len(generator.llm.seen) == 2  # chunks of two
     first_prompts, first_sampling = generator.llm.seen[0]
     assert first_prompts[0]["prompt_token_ids"] == encode_request(generator.tokenizer, _requests(params)[0])
-    assert first_sampling[0] == SamplingParams(max_tokens=5, temperature=0.0, top_p=1.0, stop=["# Query:"], seed=0, logprobs=1)
+    assert first_sampling[0] == SamplingParams(
+        max_tokens=5, temperature=0.0, top_p=1.0, stop=["# Query:"], seed=0, logprobs=1
+    )
     assert results[0].text.endswith(" ") and "# Query:" not in results[0].text and results[0].completion_tokens == 2
-    assert [(t.token, t.logprob, t.top) for t in results[0].logprobs] == [("a", -0.5, {"a": -0.5}), ("c", -3.0, {"a": -0.2})]
+    assert [(t.token, t.logprob, t.top) for t in results[0].logprobs] == [
+        ("a", -0.5, {"a": -0.5}),
+        ("c", -3.0, {"a": -0.2}),
+    ]
     assert results[3].logprobs is None and generator.llm.seen[1][1][1].stop is None
 
 
@@ -361,16 +389,22 @@ def test_rows_that_end_leave_the_batch_and_results_stay_the_same(tiny, monkeypat
     import rtune.generation.hf as hf
 
     free = tiny.generate(_requests(DecodingParams(max_new_tokens=16)))
-    stops = tuple(dict.fromkeys(r.text[4:7] for r in free[:3] if r.text[4:7].strip()))  # strings that end some rows early
+    stops = tuple(
+        dict.fromkeys(r.text[4:7] for r in free[:3] if r.text[4:7].strip())
+    )  # strings that end some rows early
     requests = _requests(DecodingParams(max_new_tokens=16, stop=stops, top_logprobs=2))
     monkeypatch.setattr(hf, "CHUNK_TOKENS", 1000)  # one generate call per batch
     whole = tiny.generate(requests)
     monkeypatch.setattr(hf, "CHUNK_TOKENS", 3)
     chunked = tiny.generate(requests)
     assert {r.finish_reason for r in whole} == {"stop", "length"}
-    same = [(r.text, r.finish_reason, r.completion_tokens, [(t.token, sorted(t.top)) for t in r.logprobs]) for r in whole]
-    assert [(r.text, r.finish_reason, r.completion_tokens, [(t.token, sorted(t.top)) for t in r.logprobs]) for r in chunked] == same
-    for ours, theirs in zip(chunked, whole):  # fp32 sums in a smaller batch may differ in the last bit
+    same = [
+        (r.text, r.finish_reason, r.completion_tokens, [(t.token, sorted(t.top)) for t in r.logprobs]) for r in whole
+    ]
+    assert [
+        (r.text, r.finish_reason, r.completion_tokens, [(t.token, sorted(t.top)) for t in r.logprobs]) for r in chunked
+    ] == same
+    for ours, theirs in zip(chunked, whole, strict=False):  # fp32 sums in a smaller batch may differ in the last bit
         assert [t.logprob for t in ours.logprobs] == pytest.approx([t.logprob for t in theirs.logprobs], abs=1e-5)
 
 
@@ -383,7 +417,11 @@ def test_a_row_that_ends_early_is_saved_before_its_batch_ends(tiny, tmp_path, mo
     stop = free[0].text[2:5]
     requests = [GenerationRequest(prompt=p, params=DecodingParams(max_new_tokens=16, stop=(stop,))) for p in prompts]
     ended = tiny.generate(requests)
-    assert ended[0].finish_reason == "stop" and ended[0].completion_tokens <= 6 and "length" in {r.finish_reason for r in ended}
+    assert (
+        ended[0].finish_reason == "stop"
+        and ended[0].completion_tokens <= 6
+        and "length" in {r.finish_reason for r in ended}
+    )
     calls = tiny.calls
     stream = CachedGenerator(tiny, tmp_path / "cache.sqlite").stream(requests)
     index, first = next(stream)  # a kill right now loses only the rows still running

@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
+
 from cli_runner import run_cli
 from openai_server import Fault, OpenAIServer
-
 
 
 def _jsonl(path, rows):
@@ -22,17 +22,36 @@ def _jsonl(path, rows):
 
 
 def test_record_file_on_the_tiny_model_then_everything_from_cache(monkeypatch, capsys, tmp_path, tiny_model_dir):
-    source = _jsonl(tmp_path / "records.jsonl", [
-        {"id": f"r{i}", "prompt": f"Say something about number {i}.", "completion": "x", "source": "t"} for i in range(5)])
+    source = _jsonl(
+        tmp_path / "records.jsonl",
+        [
+            {"id": f"r{i}", "prompt": f"Say something about number {i}.", "completion": "x", "source": "t"}
+            for i in range(5)
+        ],
+    )
     out = tmp_path / "run" / "outputs.json"
-    args = ("generate", "--model", str(tiny_model_dir), "--input", source, "--out", str(out), "--max-new-tokens", "6",
-            "--batch-size", "2")
+    args = (
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        source,
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "2",
+    )
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     assert "5 generated, 0 from cache" in err and "5 stopped at --max-new-tokens" in err
     rows = json.loads(out.read_text())
     assert [row["instruction"] for row in rows] == [f"Say something about number {i}." for i in range(5)]
-    assert all(set(row) == {"instruction", "output", "generator", "dataset", "id", "finish_reason", "output_tokens"} for row in rows)
+    assert all(
+        set(row) == {"instruction", "output", "generator", "dataset", "id", "finish_reason", "output_tokens"}
+        for row in rows
+    )
     assert all(row["finish_reason"] == "length" and row["output_tokens"] == 6 for row in rows)
     assert rows[0]["generator"] == tiny_model_dir.name and rows[0]["dataset"] == "records" and rows[0]["id"] == "r0"
     code, _, err = run_cli(monkeypatch, capsys, *args)
@@ -45,11 +64,30 @@ def test_record_file_on_the_tiny_model_then_everything_from_cache(monkeypatch, c
 def test_just_eval_carries_id_and_category_over_an_openai_server(monkeypatch, capsys, tmp_path, shared_data):
     out = tmp_path / "just.json"
     with OpenAIServer() as server:
-        code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:served-model", "--base-url", server.base_url,
-                            "--input", "just_eval", "--data-dir", str(shared_data), "--limit", "3", "--out", str(out))
+        code, _, err = run_cli(
+            monkeypatch,
+            capsys,
+            "generate",
+            "--model",
+            "openai:served-model",
+            "--base-url",
+            server.base_url,
+            "--input",
+            "just_eval",
+            "--data-dir",
+            str(shared_data),
+            "--limit",
+            "3",
+            "--out",
+            str(out),
+        )
     assert code == 0, err
     rows = json.loads(out.read_text())
-    assert [(row["id"], row["category"], row["dataset"]) for row in rows] == [(0, "regular", "helpful_base"), (1, "regular", "helpful_base"), (2, "regular", "helpful_base")]
+    assert [(row["id"], row["category"], row["dataset"]) for row in rows] == [
+        (0, "regular", "helpful_base"),
+        (1, "regular", "helpful_base"),
+        (2, "regular", "helpful_base"),
+    ]
     assert rows[1]["output"] == "echo: How did US states get their names?" and rows[0]["generator"] == "served-model"
     assert all(r.endpoint == "chat" for r in server.requests)
 
@@ -57,8 +95,23 @@ def test_just_eval_carries_id_and_category_over_an_openai_server(monkeypatch, ca
 def test_urial_over_an_openai_server_sends_raw_text_with_stop_strings(monkeypatch, capsys, tmp_path, shared_data):
     out = tmp_path / "urial.json"
     with OpenAIServer(responder=lambda r: "Paris is the capital.\n```\n\n# Query:\n```\nnext") as server:
-        code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", f"openai:base@{server.base_url}", "--input", "alpaca_eval",
-                            "--data-dir", str(shared_data), "--limit", "2", "--prompt", "urial_r", "--out", str(out))
+        code, _, err = run_cli(
+            monkeypatch,
+            capsys,
+            "generate",
+            "--model",
+            f"openai:base@{server.base_url}",
+            "--input",
+            "alpaca_eval",
+            "--data-dir",
+            str(shared_data),
+            "--limit",
+            "2",
+            "--prompt",
+            "urial_r",
+            "--out",
+            str(out),
+        )
     assert code == 0, err
     assert [row["output"] for row in json.loads(out.read_text())] == ["Paris is the capital."] * 2
     body = server.requests[0].body
@@ -69,16 +122,45 @@ def test_urial_over_an_openai_server_sends_raw_text_with_stop_strings(monkeypatc
 
 def test_bad_inputs_are_one_line_errors(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("RTUNE_DATA_DIR", raising=False)
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", "alpaca_eval",
-                        "--out", str(tmp_path / "o.json"))
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        "openai:m@http://127.0.0.1:9/v1",
+        "--input",
+        "alpaca_eval",
+        "--out",
+        str(tmp_path / "o.json"),
+    )
     assert code == 2 and "could not load 'tatsu-lab/alpaca_eval'" in err and "offline, pass --data-dir" in err
     bad = _jsonl(tmp_path / "bad.jsonl", [{"instruction": "fine"}, {"text": "no instruction"}])
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", bad,
-                        "--out", str(tmp_path / "o.json"))
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        "openai:m@http://127.0.0.1:9/v1",
+        "--input",
+        bad,
+        "--out",
+        str(tmp_path / "o.json"),
+    )
     assert code == 2 and "bad.jsonl:2: expected a non-empty 'instruction'" in err
     good = _jsonl(tmp_path / "good.jsonl", [{"instruction": "fine"}])
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "openai:m@http://127.0.0.1:9/v1", "--input", good,
-                        "--out", str(tmp_path / "o.json"), "--prompt", "nope")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        "openai:m@http://127.0.0.1:9/v1",
+        "--input",
+        good,
+        "--out",
+        str(tmp_path / "o.json"),
+        "--prompt",
+        "nope",
+    )
     assert code == 2 and "prompt format 'nope': not one of chat, tulu, plain, urial, urial_r, 0shot" in err
 
 
@@ -98,8 +180,20 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     out = tmp_path / "out.json"
     cache = tmp_path / "generation_cache.sqlite"
     with OpenAIServer(faults=lambda r: Fault(delay=0.15)) as server:
-        command = [sys.executable, "-m", "rtune", "generate", "--model", f"openai:m@{server.base_url}", "--input", source,
-                   "--out", str(out), "--concurrency", "1"]
+        command = [
+            sys.executable,
+            "-m",
+            "rtune",
+            "generate",
+            "--model",
+            f"openai:m@{server.base_url}",
+            "--input",
+            source,
+            "--out",
+            str(out),
+            "--concurrency",
+            "1",
+        ]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while _cached_rows(cache) < 5 and time.time() < deadline and process.poll() is None:
@@ -121,8 +215,25 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 @pytest.mark.parametrize("mode", ["urial", "urial_r"])
 def test_gemma_answers_twenty_alpaca_eval_instructions_with_urial(monkeypatch, capsys, tmp_path, shared_data, mode):
     out = tmp_path / f"{mode}.json"
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", "gemma-3-270m", "--input", "alpaca_eval", "--limit", "20",
-                        "--prompt", mode, "--data-dir", str(shared_data), "--out", str(out), "--max-new-tokens", "32")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        "gemma-3-270m",
+        "--input",
+        "alpaca_eval",
+        "--limit",
+        "20",
+        "--prompt",
+        mode,
+        "--data-dir",
+        str(shared_data),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "32",
+    )
     assert code == 0, err
     rows = json.loads(out.read_text())
     assert len(rows) == 20 and all(row["generator"] == f"gemma-3-270m-{mode}" for row in rows)

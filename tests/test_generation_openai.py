@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from openai_server import Fault, OpenAIServer, Reply
 
+from openai_server import Fault, OpenAIServer, Reply
 from rtune.errors import RtuneError
 from rtune.generation import CachedGenerator, DecodingParams, GenerationCache, GenerationRequest, from_spec
 
@@ -22,10 +22,12 @@ def test_chat_and_completions_with_logprobs(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with OpenAIServer() as server:
         generator = _generator(server)
-        chat, raw = generator.generate([
-            _chat("what is up", max_new_tokens=50, top_logprobs=2),
-            GenerationRequest(prompt="once upon a time", params=DecodingParams(top_logprobs=1)),
-        ])
+        chat, raw = generator.generate(
+            [
+                _chat("what is up", max_new_tokens=50, top_logprobs=2),
+                GenerationRequest(prompt="once upon a time", params=DecodingParams(top_logprobs=1)),
+            ]
+        )
     assert chat.text == "echo: what is up" and chat.finish_reason == "stop"
     assert [t.token for t in chat.logprobs] == ["echo: ", "what ", "is ", "up"]
     assert chat.logprobs[1].logprob == -0.1 and chat.logprobs[1].top == {"what ": -0.1, "<alt>": -2.5}
@@ -41,7 +43,9 @@ def test_chat_and_completions_with_logprobs(monkeypatch):
 
 def test_no_logprobs_unless_asked_and_stop_strings_are_applied():
     with OpenAIServer(responder=lambda r: Reply("answer text\n# Query: next", finish_reason="length")) as server:
-        result = _generator(server).generate([GenerationRequest(prompt="p", params=DecodingParams(stop=("# Query:",)))])[0]
+        result = _generator(server).generate(
+            [GenerationRequest(prompt="p", params=DecodingParams(stop=("# Query:",)))]
+        )[0]
     assert result.text == "answer text\n" and result.finish_reason == "stop" and result.logprobs is None
     assert server.requests[0].body["stop"] == ["# Query:"]
 
@@ -114,7 +118,9 @@ def test_api_key_comes_from_the_environment_and_is_never_stored(monkeypatch, tmp
         from_spec("openai:gpt-4o")  # the real OpenAI needs a key
     monkeypatch.setenv("MY_JUDGE_KEY", "sk-secret-value")
     with OpenAIServer() as server:
-        generator = from_spec(f"openai:judge@{server.base_url}", api_key_env="MY_JUDGE_KEY", cache=tmp_path / "c.sqlite")
+        generator = from_spec(
+            f"openai:judge@{server.base_url}", api_key_env="MY_JUDGE_KEY", cache=tmp_path / "c.sqlite"
+        )
         generator.generate([_chat("hi")])
     assert b"sk-secret-value" not in (tmp_path / "c.sqlite").read_bytes()
     with pytest.raises(RtuneError, match="MY_OTHER_KEY"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from conftest import TRAIN_PAIRS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -17,15 +18,27 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_paper_qlora_recipe_trains_on_cuda(tiny_model_dir, data_file, tmp_path):
     import bitsandbytes as bnb
 
-    from rtune.training.config import load_train_config
     from rtune.io import read_jsonl
     from rtune.models import load_model
     from rtune.training import train
+    from rtune.training.config import load_train_config
     from rtune.training.model import load_for_training, resolve_precision
 
-    config = load_train_config("paper_qlora", {"model": str(tiny_model_dir), "data": str(data_file), "method": "rt",
-                                               "batch_size": 4, "grad_accum": 1, "max_length": 64, "epochs": 1,
-                                               "max_steps": 8, "learning_rate": 1e-2, "save_steps": 4})
+    config = load_train_config(
+        "paper_qlora",
+        {
+            "model": str(tiny_model_dir),
+            "data": str(data_file),
+            "method": "rt",
+            "batch_size": 4,
+            "grad_accum": 1,
+            "max_length": 64,
+            "epochs": 1,
+            "max_steps": 8,
+            "learning_rate": 1e-2,
+            "save_steps": 4,
+        },
+    )
     precision = resolve_precision(config.precision, "cuda")
     assert precision.bf16
     model = load_for_training(str(tiny_model_dir), config, precision)
@@ -77,7 +90,7 @@ def test_batched_generation_on_cuda(tiny_model_dir, bf16):
     batched = generator.generate(requests)
     single = [generator.generate([request])[0] for request in requests]
     assert all(r.completion_tokens > 0 for r in batched)
-    same = sum(a.text == b.text for a, b in zip(batched, single))
+    same = sum(a.text == b.text for a, b in zip(batched, single, strict=False))
     print(f"bf16={bf16}: batched == one-at-a-time for {same}/{len(requests)} prompts")
     if not bf16:  # fp32 must be exact; bf16 rounding may differ with the padded batch shape
         assert same == len(requests)

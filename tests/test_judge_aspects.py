@@ -32,38 +32,52 @@ def _answer(scores: dict, rationale: str = "fine") -> str:
 
 # -- parsing --------------------------------------------------------------------------------------
 
+
 def test_valid_json_is_read_with_rationales():
     parsed = parse_scores(_answer(FIVE, "because"), ASPECTS)
     assert {name: s.score for name, s in parsed.items()} == FIVE and parsed["depth"].rationale == "because"
 
 
-@pytest.mark.parametrize("wrap", [
-    "Here is my evaluation:\n{}\nHope this helps.",
-    "```json\n{}\n```",
-    "```\n{}\n```\nDone.",
-    "Thinking {{not json}} first, then: {}",
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        "Here is my evaluation:\n{}\nHope this helps.",
+        "```json\n{}\n```",
+        "```\n{}\n```\nDone.",
+        "Thinking {{not json}} first, then: {}",
+    ],
+)
 def test_json_inside_prose_or_fences_is_found(wrap):
     parsed = parse_scores(wrap.format(_answer(FIVE)), ASPECTS)
     assert {name: s.score for name, s in parsed.items()} == FIVE
 
 
 def test_string_and_float_scores_and_loose_keys_are_accepted():
-    text = json.dumps({"Helpfulness": {"reason": "ok", "score": "4"}, "clarity": {"rationale": "x", "score": "5/5"},
-                       "factuality": {"score": "3 out of 5"}, "depth": 2.0, " Engagement ": {"score": 4}})
+    text = json.dumps(
+        {
+            "Helpfulness": {"reason": "ok", "score": "4"},
+            "clarity": {"rationale": "x", "score": "5/5"},
+            "factuality": {"score": "3 out of 5"},
+            "depth": 2.0,
+            " Engagement ": {"score": 4},
+        }
+    )
     assert {name: s.score for name, s in parse_scores(text, ASPECTS).items()} == FIVE
 
 
-@pytest.mark.parametrize("broken", [
-    {**FIVE, "depth": None},  # a null score
-    {name: score for name, score in FIVE.items() if name != "depth"},  # missing aspect
-    {**FIVE, "depth": 6},  # out of range
-    {**FIVE, "depth": 0},
-    {**FIVE, "depth": "4/10"},  # JustEval's last-integer rule would read 10
-    {**FIVE, "depth": "excellent"},
-    {**FIVE, "depth": 3.5},
-    {**FIVE, "depth": True},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {**FIVE, "depth": None},  # a null score
+        {name: score for name, score in FIVE.items() if name != "depth"},  # missing aspect
+        {**FIVE, "depth": 6},  # out of range
+        {**FIVE, "depth": 0},
+        {**FIVE, "depth": "4/10"},  # JustEval's last-integer rule would read 10
+        {**FIVE, "depth": "excellent"},
+        {**FIVE, "depth": 3.5},
+        {**FIVE, "depth": True},
+    ],
+)
 def test_incomplete_or_out_of_range_answers_are_unreadable_never_defaulted(broken):
     assert parse_scores(_answer(broken), ASPECTS) is None
 
@@ -77,12 +91,16 @@ def test_unreadable_text_and_the_right_aspects_per_kind():
 
 def test_items_need_instruction_and_output_and_unique_ids(tmp_path):
     path = tmp_path / "items.json"
-    path.write_text(json.dumps([{"instruction": "a", "output": "b"},
-                                {"instruction": "c", "output": "d", "category": "safety", "id": 7}]))
+    path.write_text(
+        json.dumps(
+            [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d", "category": "safety", "id": 7}]
+        )
+    )
     items = read_items(path)
     assert [(i.id, i.category, i.generator) for i in items] == [("0", "regular", "items"), ("7", "safety", "items")]
-    path.write_text(json.dumps([{"instruction": "a", "output": "b", "id": 1},
-                                {"instruction": "c", "output": "d", "id": 1}]))
+    path.write_text(
+        json.dumps([{"instruction": "a", "output": "b", "id": 1}, {"instruction": "c", "output": "d", "id": 1}])
+    )
     with pytest.raises(RtuneError, match="row 2: id '1' appears twice"):
         read_items(path)
     path.write_text(json.dumps([{"instruction": "a"}]))
@@ -92,10 +110,18 @@ def test_items_need_instruction_and_output_and_unique_ids(tmp_path):
 
 # -- summary --------------------------------------------------------------------------------------
 
+
 def test_summary_means_overall_and_intervals():
-    rows = [{"category": "regular",
-             "scores": {name: score + (i % 2) * (name != "clarity") - (i % 2 == 0) * (name == "clarity")
-                        for name, score in FIVE.items()}} for i in range(40)]
+    rows = [
+        {
+            "category": "regular",
+            "scores": {
+                name: score + (i % 2) * (name != "clarity") - (i % 2 == 0) * (name == "clarity")
+                for name, score in FIVE.items()
+            },
+        }
+        for i in range(40)
+    ]
     summary = summarise_group(rows, samples=500, seed=0)
     expected = {name: FIVE[name] + (0.5 if name != "clarity" else -0.5) for name in ASPECTS}
     for name in ASPECTS:
@@ -110,11 +136,22 @@ def test_summary_means_overall_and_intervals():
 
 # -- runs against the server ----------------------------------------------------------------------
 
+
 def _items(tmp_path):
-    rows = [{"id": i, "instruction": f"question {i}", "output": f"answer {i}", "generator": "mine",
-             "category": "regular"} for i in range(6)]
-    rows += [{"id": 10 + i, "instruction": f"harmful {i}", "output": f"refusal {i}", "generator": "mine",
-              "category": "safety"} for i in range(2)]
+    rows = [
+        {"id": i, "instruction": f"question {i}", "output": f"answer {i}", "generator": "mine", "category": "regular"}
+        for i in range(6)
+    ]
+    rows += [
+        {
+            "id": 10 + i,
+            "instruction": f"harmful {i}",
+            "output": f"refusal {i}",
+            "generator": "mine",
+            "category": "safety",
+        }
+        for i in range(2)
+    ]
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(rows))
     return path
@@ -135,8 +172,13 @@ def _judge(request):
 def _run(server, tmp_path, **settings):
     generator = from_spec(f"openai:judge@{server.base_url}", max_retries=1, timeout=5.0)
     caller = JudgeCaller(generator, GenerationCache(tmp_path / "out" / CACHE_FILE), 3)
-    aspects_settings = AspectsSettings(outputs=_items(tmp_path), judge=f"openai:judge@{server.base_url}",
-                                       out=tmp_path / "out", bootstrap_samples=200, **settings)
+    aspects_settings = AspectsSettings(
+        outputs=_items(tmp_path),
+        judge=f"openai:judge@{server.base_url}",
+        out=tmp_path / "out",
+        bootstrap_samples=200,
+        **settings,
+    )
     items = read_items(aspects_settings.outputs)
     run = score_items(items, aspects_settings, caller)
     return run, caller, summarise(run, items, aspects_settings)
@@ -176,8 +218,18 @@ def test_cli_writes_items_and_summary_and_reports_zero_calls_on_rerun(tmp_path):
 
     out = tmp_path / "run"
     with OpenAIServer(responder=_judge) as server:
-        args = ["judge", "aspects", "--outputs", str(_items(tmp_path)), "--judge", f"openai:judge@{server.base_url}",
-                "--out", str(out), "--limit", "5"]
+        args = [
+            "judge",
+            "aspects",
+            "--outputs",
+            str(_items(tmp_path)),
+            "--judge",
+            f"openai:judge@{server.base_url}",
+            "--out",
+            str(out),
+            "--limit",
+            "5",
+        ]
         first = CliRunner().invoke(app, args)
         assert first.exit_code == 0, first.output
         assert "6 calls, 0 cached, 1 unparseable" in first.output and "regular (n=5)" in first.output
@@ -208,8 +260,9 @@ class Recorder:
 def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_writes(tmp_path):
     from openai_server import OpenAIServer
 
-    settings = AspectsSettings(outputs=_items(tmp_path), judge="openai:judge@URL", out=tmp_path / "lib",
-                               bootstrap_samples=200)
+    settings = AspectsSettings(
+        outputs=_items(tmp_path), judge="openai:judge@URL", out=tmp_path / "lib", bootstrap_samples=200
+    )
     with OpenAIServer(responder=_judge) as server:
         settings = settings.model_copy(update={"judge": f"openai:judge@{server.base_url}"})
         progress = Recorder()
@@ -229,13 +282,28 @@ def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_wri
 
     out = tmp_path / "lib"
     assert (report.scores_file, report.summary_file, report.cache_file) == (
-        out / LOG_FILE, out / "summary.json", out / CACHE_FILE)
+        out / LOG_FILE,
+        out / "summary.json",
+        out / CACHE_FILE,
+    )
     rows = [json.loads(line) for line in report.scores_file.read_text().splitlines()]
     assert [row["id"] for row in rows] == ["0", "1", "2", "3", "4", "10", "11"]  # rewritten in input order
     written = json.loads(report.summary_file.read_text())  # from the second run
     assert written == again.summary_json()
-    assert list(written) == ["annotator", "judge", "prompt_version", "n_items", "n_scored", "n_failed", "n_resumed",
-                             "failed_ids", "by_category", "judge_fingerprint", "usage", "failures"]
+    assert list(written) == [
+        "annotator",
+        "judge",
+        "prompt_version",
+        "n_items",
+        "n_scored",
+        "n_failed",
+        "n_resumed",
+        "failed_ids",
+        "by_category",
+        "judge_fingerprint",
+        "usage",
+        "failures",
+    ]
     safety = written["by_category"]["safety"]
     assert list(safety) == ["n", "aspects"] and safety["aspects"]["safety"]["mean"] == 4.5  # no null overall keys
     assert written["usage"]["cost_usd"] is None and written["failures"][0]["id"] == "5"

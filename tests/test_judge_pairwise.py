@@ -26,11 +26,20 @@ def _write(path, rows):
 @pytest.fixture
 def files(tmp_path):
     instructions = [f"Instruction number {i}: explain item {i}." for i in range(N)]
-    model = _write(tmp_path / "model.json", [{"instruction": text, "output": f"model answer {i}", "generator": "mine"}
-                                             for i, text in enumerate(instructions)])
-    reference = _write(tmp_path / "ref.json", [{"instruction": text, "output": f"reference answer {i}",
-                                                "generator": "ref", "dataset": "toy"}
-                                               for i, text in enumerate(reversed(instructions))])
+    model = _write(
+        tmp_path / "model.json",
+        [
+            {"instruction": text, "output": f"model answer {i}", "generator": "mine"}
+            for i, text in enumerate(instructions)
+        ],
+    )
+    reference = _write(
+        tmp_path / "ref.json",
+        [
+            {"instruction": text, "output": f"reference answer {i}", "generator": "ref", "dataset": "toy"}
+            for i, text in enumerate(reversed(instructions))
+        ],
+    )
     return model, reference
 
 
@@ -51,24 +60,38 @@ def _one_token(p_a: float, p_b: float, extra: dict | None = None):
 
 def _prefers_model(p_model: float):
     """A judge whose preference depends on content, not position: P(model wins) = p_model either way."""
+
     def respond(request):
         first, _ = _shown(request)
         p_first = p_model if first.startswith("model") else 1 - p_model
         return _one_token(p_first, 1 - p_first)
+
     return respond
 
 
 def _run(server, tmp_path, files, mode="weighted", max_attempts=3, **options):
-    generator = from_spec(f"openai:judge@{server.base_url}", max_retries=options.pop("max_retries", 2), timeout=5.0,
-                          concurrency=options.pop("concurrency", 8))
+    generator = from_spec(
+        f"openai:judge@{server.base_url}",
+        max_retries=options.pop("max_retries", 2),
+        timeout=5.0,
+        concurrency=options.pop("concurrency", 8),
+    )
     caller = JudgeCaller(generator, GenerationCache(tmp_path / "out" / CACHE_FILE), max_attempts)
-    settings = PairwiseSettings(outputs=files[0], reference=files[1], judge=f"openai:judge@{server.base_url}",
-                                out=tmp_path / "out", annotator="rtune", mode=mode, **options)
+    settings = PairwiseSettings(
+        outputs=files[0],
+        reference=files[1],
+        judge=f"openai:judge@{server.base_url}",
+        out=tmp_path / "out",
+        annotator="rtune",
+        mode=mode,
+        **options,
+    )
     judged = judge_pairs(align(*files).pairs, settings, caller)
     return judged, caller
 
 
 # -- readings -------------------------------------------------------------------------------------
+
 
 def _result(text: str, top: dict[str, float] | None) -> GenerationResult:
     logprobs = None if top is None else [TokenLogprob(token=text, logprob=top.get(text, -9.0), top=top)]
@@ -84,11 +107,21 @@ def test_weighted_reading_renormalises_the_mass_on_both_identifiers():
         weighted_reading(_result("A", None))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("A", 1.0), (" b ", 0.0), ("**B**", 0.0), ("Response A.", 1.0), ("(A)", 1.0),
-    ("Both are close, but on balance:\nVerdict: B", 0.0),
-    ("Both are good.", None), ("A good answer is hard to pick", None), ("", None), ("AB", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("A", 1.0),
+        (" b ", 0.0),
+        ("**B**", 0.0),
+        ("Response A.", 1.0),
+        ("(A)", 1.0),
+        ("Both are close, but on balance:\nVerdict: B", 0.0),
+        ("Both are good.", None),
+        ("A good answer is hard to pick", None),
+        ("", None),
+        ("AB", None),
+    ],
+)
 def test_parsed_reading_takes_only_a_clear_verdict(text, expected):
     assert parsed_reading(_result(text, None)) == expected
 
@@ -106,20 +139,28 @@ def test_alignment_counts_unmatched_and_rejects_bad_rows(tmp_path, files):
     rows = json.loads(reference.read_text())[:5] + [{"instruction": "only in reference", "output": "x"}]
     alignment = align(model, _write(tmp_path / "partial.json", rows))
     assert (len(alignment.pairs), alignment.only_in_outputs, alignment.only_in_reference) == (5, 3, 1)
-    assert [p.instruction for p in alignment.pairs] == [row["instruction"] for row in json.loads(model.read_text())
-                                                        if row["instruction"] in {r["instruction"] for r in rows}]
+    assert [p.instruction for p in alignment.pairs] == [
+        row["instruction"]
+        for row in json.loads(model.read_text())
+        if row["instruction"] in {r["instruction"] for r in rows}
+    ]
     assert alignment.pairs[0].dataset == "toy" and alignment.pairs[0].reference_generator == "ref"
     with pytest.raises(RtuneError, match=r"row 2: expected a string 'output'"):
-        align(_write(tmp_path / "bad.json", [{"instruction": "a", "output": "b"},
-                                             {"instruction": "c", "output": ["d"]}]), reference)
+        align(
+            _write(tmp_path / "bad.json", [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": ["d"]}]),
+            reference,
+        )
     with pytest.raises(RtuneError, match="share no instruction"):
         align(_write(tmp_path / "other.json", [{"instruction": "z", "output": "z"}]), reference)
     with pytest.raises(RtuneError, match="twice with different outputs"):
-        align(_write(tmp_path / "dup.json", [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "c"}]),
-              reference)
+        align(
+            _write(tmp_path / "dup.json", [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": "c"}]),
+            reference,
+        )
 
 
 # -- runs against the server ----------------------------------------------------------------------
+
 
 def test_weighted_preferences_come_from_logprobs_with_the_order_undone(tmp_path, files):
     from openai_server import OpenAIServer
@@ -260,9 +301,16 @@ def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_wri
 
     model, reference = files
     with OpenAIServer(responder=respond) as server:
-        settings = PairwiseSettings(outputs=model, reference=reference, judge=f"openai:judge@{server.base_url}",
-                                    annotator="rtune", out=tmp_path / "lib", limit=7, max_attempts=2,
-                                    length_controlled=False)
+        settings = PairwiseSettings(
+            outputs=model,
+            reference=reference,
+            judge=f"openai:judge@{server.base_url}",
+            annotator="rtune",
+            out=tmp_path / "lib",
+            limit=7,
+            max_attempts=2,
+            length_controlled=False,
+        )
         progress = Recorder()
         report = pairwise.run(settings, progress)
         assert isinstance(report, PairwiseReport) and progress.started == [("judge", 7)] and progress.advanced == 7
@@ -282,7 +330,10 @@ def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_wri
 
     out = tmp_path / "lib"
     assert (report.annotations_file, report.leaderboard_file, report.run_file) == (
-        out / "annotations.json", out / "leaderboard.csv", out / "run.json")
+        out / "annotations.json",
+        out / "leaderboard.csv",
+        out / "run.json",
+    )
     assert (report.log_file, report.cache_file) == (out / LOG_FILE, out / CACHE_FILE)
     annotations = read_annotations(report.annotations_file)
     assert len(annotations) == 7 and [a.preference for a in annotations].count(None) == 1
@@ -290,10 +341,28 @@ def test_run_as_a_library_returns_a_typed_report_and_writes_what_the_command_wri
     with report.leaderboard_file.open() as handle:
         assert float(next(csv.DictReader(handle))["win_rate"]) == pytest.approx(75.0)
     recorded = json.loads(report.run_file.read_text())  # from the second run
-    assert list(recorded) == ["judge", "mode", "seed", "max_attempts", "top_logprobs", "parsed_max_new_tokens",
-                              "annotator", "prompt_version", "judge_fingerprint", "outputs", "reference",
-                              "n_compared", "only_in_outputs", "only_in_reference", "n_annotated", "n_failed",
-                              "n_resumed", "usage", "metrics", "failures"]
+    assert list(recorded) == [
+        "judge",
+        "mode",
+        "seed",
+        "max_attempts",
+        "top_logprobs",
+        "parsed_max_new_tokens",
+        "annotator",
+        "prompt_version",
+        "judge_fingerprint",
+        "outputs",
+        "reference",
+        "n_compared",
+        "only_in_outputs",
+        "only_in_reference",
+        "n_annotated",
+        "n_failed",
+        "n_resumed",
+        "usage",
+        "metrics",
+        "failures",
+    ]
     assert recorded["metrics"] == json.loads(again.metrics.model_dump_json()) and recorded["n_failed"] == 1
     assert recorded["usage"] == again.usage.model_dump() and recorded["outputs"] == str(model)
     assert recorded["failures"] == [failure.model_dump() for failure in again.failures]
@@ -327,6 +396,7 @@ def test_the_annotator_defaults_to_alpaca_eval_2_only_when_it_is_installed(monke
 
 # -- the command ----------------------------------------------------------------------------------
 
+
 def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, files):
     import csv
 
@@ -339,8 +409,22 @@ def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, fil
     out = tmp_path / "judged"
     model, reference = files
     with OpenAIServer(responder=_prefers_model(0.9)) as server:
-        args = ["judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
-                "--judge", f"openai:judge@{server.base_url}", "--out", str(out), "--seed", "1", "--annotator", "rtune"]
+        args = [
+            "judge",
+            "pairwise",
+            "--outputs",
+            str(model),
+            "--reference",
+            str(reference),
+            "--judge",
+            f"openai:judge@{server.base_url}",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--annotator",
+            "rtune",
+        ]
         first = CliRunner().invoke(app, args)
         assert first.exit_code == 0, first.output
         assert f"{N} instructions to compare; 0 only in model.json, 0 only in ref.json" in first.output
@@ -358,8 +442,19 @@ def test_cli_writes_alpaca_eval_files_and_a_rerun_makes_zero_calls(tmp_path, fil
     assert "key" not in raw[0] and raw[0]["raw_completion"]["top_logprobs"]
     with (out / "leaderboard.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["", "win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
-                             "discrete_win_rate", "avg_length", "length_controlled_winrate", "lc_standard_error"]
+    assert list(rows[0]) == [
+        "",
+        "win_rate",
+        "standard_error",
+        "n_wins",
+        "n_wins_base",
+        "n_draws",
+        "n_total",
+        "discrete_win_rate",
+        "avg_length",
+        "length_controlled_winrate",
+        "lc_standard_error",
+    ]
     assert rows[0][""] == "mine" and float(rows[0]["win_rate"]) == pytest.approx(90.0) and rows[0]["n_total"] == str(N)
     run = json.loads((out / "run.json").read_text())
     assert run["usage"]["calls"] == 0 and run["n_annotated"] == N and run["only_in_reference"] == 0
@@ -371,9 +466,25 @@ def test_cli_rejects_a_bad_mode_in_one_line(tmp_path, files, monkeypatch, capsys
     from rtune.cli import main
 
     model, reference = files
-    monkeypatch.setattr(sys, "argv", ["rtune", "judge", "pairwise", "--outputs", str(model),
-                                      "--reference", str(reference), "--judge", "openai:x@http://127.0.0.1:9/v1",
-                                      "--out", str(tmp_path / "o"), "--mode", "vote"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "rtune",
+            "judge",
+            "pairwise",
+            "--outputs",
+            str(model),
+            "--reference",
+            str(reference),
+            "--judge",
+            "openai:x@http://127.0.0.1:9/v1",
+            "--out",
+            str(tmp_path / "o"),
+            "--mode",
+            "vote",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2 and "--mode: Input should be 'weighted' or 'parsed'" in capsys.readouterr().err
@@ -387,16 +498,39 @@ def test_end_to_end_with_an_in_process_judge(tmp_path):
     from rtune.cli import app
     from rtune.winrate.annotations import read_annotations
 
-    questions = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 2?", "Say hello in Spanish.",
-                 "Which planet is closest to the Sun?", "What do bees make?", "How many days are in a week?",
-                 "What is the opposite of hot?"]
+    questions = [
+        "What is the capital of France?",
+        "Name a primary colour.",
+        "What is 2 + 2?",
+        "Say hello in Spanish.",
+        "Which planet is closest to the Sun?",
+        "What do bees make?",
+        "How many days are in a week?",
+        "What is the opposite of hot?",
+    ]
     good = ["Paris.", "Red.", "4.", "Hola.", "Mercury.", "Honey.", "Seven.", "Cold."]
-    model = _write(tmp_path / "model.json", [{"instruction": q, "output": a, "generator": "good"}
-                                             for q, a in zip(questions, good)])
-    reference = _write(tmp_path / "ref.json", [{"instruction": q, "output": "I do not know.", "generator": "unhelpful"}
-                                               for q in questions])
-    args = ["judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
-            "--judge", "hf:smollm2-135m-instruct", "--out", str(tmp_path / "out"), "--annotator", "rtune"]
+    model = _write(
+        tmp_path / "model.json",
+        [{"instruction": q, "output": a, "generator": "good"} for q, a in zip(questions, good, strict=False)],
+    )
+    reference = _write(
+        tmp_path / "ref.json",
+        [{"instruction": q, "output": "I do not know.", "generator": "unhelpful"} for q in questions],
+    )
+    args = [
+        "judge",
+        "pairwise",
+        "--outputs",
+        str(model),
+        "--reference",
+        str(reference),
+        "--judge",
+        "hf:smollm2-135m-instruct",
+        "--out",
+        str(tmp_path / "out"),
+        "--annotator",
+        "rtune",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     annotations = read_annotations(tmp_path / "out" / "annotations.json")
@@ -423,9 +557,25 @@ def test_cli_keeps_unanswered_items_as_null_preferences(tmp_path, files):
     model, reference = files
     out = tmp_path / "parsed"
     with OpenAIServer(responder=respond) as server:
-        result = CliRunner().invoke(app, ["judge", "pairwise", "--outputs", str(model), "--reference", str(reference),
-                                          "--judge", f"openai:judge@{server.base_url}", "--out", str(out),
-                                          "--mode", "parsed", "--max-attempts", "2"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "judge",
+                "pairwise",
+                "--outputs",
+                str(model),
+                "--reference",
+                str(reference),
+                "--judge",
+                f"openai:judge@{server.base_url}",
+                "--out",
+                str(out),
+                "--mode",
+                "parsed",
+                "--max-attempts",
+                "2",
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert "1 comparisons gave no readable answer after 2 tries" in result.output and "n=7" in result.output
     annotations = read_annotations(out / "annotations.json")
@@ -441,8 +591,9 @@ def test_prices_apply_only_to_the_openai_api_itself():
     assert price_per_million("hf:smollm2-135m-instruct") is None and price_per_million("openai:unknown-model") is None
     usage = Usage()
     usage.record(GenerationResult(text="A", finish_reason="length", prompt_tokens=1_000_000, completion_tokens=100_000))
-    usage.record(GenerationResult(text="A", finish_reason="length", prompt_tokens=999, completion_tokens=1,
-                                  cached=True))
+    usage.record(
+        GenerationResult(text="A", finish_reason="length", prompt_tokens=999, completion_tokens=1, cached=True)
+    )
     assert (usage.calls, usage.cached, usage.prompt_tokens) == (1, 1, 1_000_000)
     assert usage.cost_usd("openai:gpt-4o-2024-08-06") == pytest.approx(3.50)
     assert usage.report("hf:x").cost_usd is None
@@ -462,11 +613,25 @@ def test_alpaca_eval_outputs_get_the_length_controlled_win_rate_with_difficulty(
     folder = shared_data / "alpaca_eval"
     out = tmp_path / "ae"
     with OpenAIServer(responder=longer_wins) as server:
-        result = CliRunner().invoke(app, ["judge", "pairwise",
-                                          "--outputs", str(folder / "gpt-4-turbo-2024-04-09_model_outputs.json"),
-                                          "--reference", str(folder / "gpt4_1106_preview_model_outputs.json"),
-                                          "--judge", f"openai:judge@{server.base_url}", "--out", str(out),
-                                          "--limit", "60", "--annotator", "rtune"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "judge",
+                "pairwise",
+                "--outputs",
+                str(folder / "gpt-4-turbo-2024-04-09_model_outputs.json"),
+                "--reference",
+                str(folder / "gpt4_1106_preview_model_outputs.json"),
+                "--judge",
+                f"openai:judge@{server.base_url}",
+                "--out",
+                str(out),
+                "--limit",
+                "60",
+                "--annotator",
+                "rtune",
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert "60 instructions to compare; 0 only in" in result.output
     metrics = json.loads((out / "run.json").read_text())["metrics"]

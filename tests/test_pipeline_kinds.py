@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from cli_runner import run_cli
 
 TOY_KIND = '''
@@ -35,7 +36,8 @@ class CountResult(BaseModel):
 
 def plan(builder, spec):
     for cell in builder.chosen(spec):
-        builder.add(Stage(f"{cell.name}/count", "count", cell, {"model": builder.source(cell), "settings": spec.model_dump()},
+        builder.add(Stage(f"{cell.name}/count", "count", cell, {"model": builder.source(cell), \
+"settings": spec.model_dump()},
                           run, builder.model_deps(cell)))
 
 
@@ -56,9 +58,17 @@ register(Kind("count", CountResult, run, CountSpec, plan, section))
 
 def test_a_kind_from_a_plugin_module_runs_through_rtune_run_with_caching(tiny_model_dir, tmp_path, monkeypatch, capsys):
     (tmp_path / "toy_kind.py").write_text(TOY_KIND)
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({
-        "name": "toy", "plugins": ["toy_kind.py"], "models": {"tiny": str(tiny_model_dir)}, "methods": ["base"],
-        "evals": {"count": {"word": "tiny"}}}))
+    (tmp_path / "exp.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "toy",
+                "plugins": ["toy_kind.py"],
+                "models": {"tiny": str(tiny_model_dir)},
+                "methods": ["base"],
+                "evals": {"count": {"word": "tiny"}},
+            }
+        )
+    )
     run_dir = tmp_path / "run"
     code, _, err = run_cli(monkeypatch, capsys, "run", str(tmp_path / "exp.yaml"), "--out", str(run_dir))
     assert code == 0, err
@@ -72,13 +82,17 @@ def test_a_kind_from_a_plugin_module_runs_through_rtune_run_with_caching(tiny_mo
 
 def test_an_unknown_plugin_or_evaluation_is_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
     path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump({"name": "toy", "plugins": ["missing_kind.py"], "models": {"tiny": "x/y"}, "methods": ["base"]}))
+    path.write_text(
+        yaml.safe_dump({"name": "toy", "plugins": ["missing_kind.py"], "models": {"tiny": "x/y"}, "methods": ["base"]})
+    )
     code, _, err = run_cli(monkeypatch, capsys, "run", str(path), "--dry-run")
     assert code == 2 and "plugin" in err and "missing_kind.py: no such file" in err
 
 
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def _model_with_template(source: Path, target: Path, template: str | None) -> Path:
@@ -99,7 +113,9 @@ def test_generate_and_run_send_the_same_prompt_bytes(tiny_model_dir, tmp_path, m
     from rtune.generation.render import render_text
 
     model = _model_with_template(tiny_model_dir, tmp_path / "model", template)
-    (tmp_path / "ask.jsonl").write_text("".join(json.dumps({"instruction": text}) + "\n" for text in ("Name a sea.", "Why is it salty?")))
+    (tmp_path / "ask.jsonl").write_text(
+        "".join(json.dumps({"instruction": text}) + "\n" for text in ("Name a sea.", "Why is it salty?"))
+    )
     seen: list[str] = []
     real = hf.encode_request
 
@@ -108,13 +124,32 @@ def test_generate_and_run_send_the_same_prompt_bytes(tiny_model_dir, tmp_path, m
         return real(tokenizer, request)
 
     monkeypatch.setattr(hf, "encode_request", recording)
-    code, _, err = run_cli(monkeypatch, capsys, "generate", "--model", str(model), "--input", str(tmp_path / "ask.jsonl"),
-                           "--out", str(tmp_path / "gen" / "out.json"), "--max-new-tokens", "2")
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        str(model),
+        "--input",
+        str(tmp_path / "ask.jsonl"),
+        "--out",
+        str(tmp_path / "gen" / "out.json"),
+        "--max-new-tokens",
+        "2",
+    )
     assert code == 0, err
     from_generate, seen[:] = sorted(seen), []
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({
-        "name": "same", "models": {"m": str(model)}, "methods": ["base"], "generation": {"max_new_tokens": 2},
-        "evals": {"examples": {"instructions": "ask.jsonl"}}}))
+    (tmp_path / "exp.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "same",
+                "models": {"m": str(model)},
+                "methods": ["base"],
+                "generation": {"max_new_tokens": 2},
+                "evals": {"examples": {"instructions": "ask.jsonl"}},
+            }
+        )
+    )
     code, _, err = run_cli(monkeypatch, capsys, "run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run"))
     assert code == 0, err
     assert sorted(seen) == from_generate and len(from_generate) == 2

@@ -20,10 +20,23 @@ DEAD = "openai:judge@http://127.0.0.1:9/v1"  # never called: these plans are onl
 
 
 def _experiment(folder, model_dir, **changes) -> dict:
-    experiment = {"name": "proto", "models": {"tiny": str(model_dir)}, "methods": ["base", "rt"],
-                  "datasets": {"demo": {"source": "demo", "max_examples": 8}},
-                  "training": {"overrides": {"max_steps": 1, "batch_size": 4, "max_length": 64, "lora_r": 4,
-                                             "lora_alpha": 8, "save_steps": 1, "check_memory": False}}}
+    experiment = {
+        "name": "proto",
+        "models": {"tiny": str(model_dir)},
+        "methods": ["base", "rt"],
+        "datasets": {"demo": {"source": "demo", "max_examples": 8}},
+        "training": {
+            "overrides": {
+                "max_steps": 1,
+                "batch_size": 4,
+                "max_length": 64,
+                "lora_r": 4,
+                "lora_alpha": 8,
+                "save_steps": 1,
+                "check_memory": False,
+            }
+        },
+    }
     experiment.update(changes)
     (folder / "exp.yaml").write_text(yaml.safe_dump(experiment))
     return experiment
@@ -57,11 +70,19 @@ def test_refine_sits_between_the_data_and_the_train_stages(tiny_model_dir, tmp_p
     moved = tmp_path / "elsewhere" / "prompt.txt"
     moved.parent.mkdir()
     shutil.copy(prompt, moved)
-    again = _plan(tmp_path, tiny_model_dir, data_dir=str(shared_data),
-                  datasets={"demo": {**plain, "refine": {"refiner": DEAD, "prompt_file": str(moved)}}, "plain": plain})
+    again = _plan(
+        tmp_path,
+        tiny_model_dir,
+        data_dir=str(shared_data),
+        datasets={"demo": {**plain, "refine": {"refiner": DEAD, "prompt_file": str(moved)}}, "plain": plain},
+    )
     assert again.hashes["data/demo+refined"] == plan.hashes["data/demo+refined"]  # hashed by text, not by path
-    other = _plan(tmp_path, tiny_model_dir, data_dir=str(shared_data),
-                  datasets={"demo": {**plain, "refine": {"refiner": DEAD}}, "plain": plain})
+    other = _plan(
+        tmp_path,
+        tiny_model_dir,
+        data_dir=str(shared_data),
+        datasets={"demo": {**plain, "refine": {"refiner": DEAD}}, "plain": plain},
+    )
     assert other.hashes["data/demo+refined"] != plan.hashes["data/demo+refined"]  # rtune's own prompt instead
 
 
@@ -73,8 +94,14 @@ def _refiner(request) -> Reply:
 def test_a_refined_dataset_trains_on_the_refined_records(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     with OpenAIServer(responder=_refiner) as server:
-        _experiment(tmp_path, tiny_model_dir, methods=["rt"], datasets={
-            "demo": {"source": "demo", "max_examples": 8, "refine": {"refiner": f"openai:r@{server.base_url}"}}})
+        _experiment(
+            tmp_path,
+            tiny_model_dir,
+            methods=["rt"],
+            datasets={
+                "demo": {"source": "demo", "max_examples": 8, "refine": {"refiner": f"openai:r@{server.base_url}"}}
+            },
+        )
         experiment = load_experiment(tmp_path / "exp.yaml")
         outcome = run_experiment(experiment, tmp_path / "run")
         assert outcome == {"data/demo": "done", "data/demo+refined": "done", "tiny/demo/rt/s0/train": "done"}
@@ -93,28 +120,42 @@ def test_a_refined_dataset_trains_on_the_refined_records(tiny_model_dir, tmp_pat
 
 def test_judge_protocols_enter_the_plan_only_when_named(tiny_model_dir, tmp_path, shared_data):
     protocols = shared_data / "protocols"
-    evals = {"pairwise": {"instructions": "heldout", "judge": DEAD, "reference": "base", "annotator": "rtune"},
-             "aspects": {"instructions": "heldout", "judge": DEAD},
-             "safety": {"sets": ["xstest"], "judge": DEAD, "limit": 2}}
+    evals = {
+        "pairwise": {"instructions": "heldout", "judge": DEAD, "reference": "base", "annotator": "rtune"},
+        "aspects": {"instructions": "heldout", "judge": DEAD},
+        "safety": {"sets": ["xstest"], "judge": DEAD, "limit": 2},
+    }
     plan = _plan(tmp_path, tiny_model_dir, data_dir=str(shared_data), evals=evals)
     assert plan.stages["tiny/demo/rt/s0/pairwise"].inputs == {
-        "settings": {"judge": DEAD, "mode": "weighted", "limit": None, "reference": "tiny/base"}}
+        "settings": {"judge": DEAD, "mode": "weighted", "limit": None, "reference": "tiny/base"}
+    }
     assert plan.stages["tiny/base/aspects"].inputs == {"settings": {"judge": DEAD, "limit": None}}
     assert "judge_prompt" not in plan.stages["tiny/base/safety"].inputs
     assert "judge_retries" not in plan.stages["tiny/base/safety"].inputs["settings"]
 
-    named = {"pairwise": {**evals["pairwise"], "annotator": "alpaca_eval_2"},
-             "aspects": {**evals["aspects"], "template": "data:protocols/just_eval/multi_score.txt",
-                         "safety_template": "data:protocols/just_eval/safety_score.txt", "system_prompt": "S"},
-             "safety": {**evals["safety"], "judge_prompt": "data:protocols/response_tuning/refusal_judge.txt",
-                        "judge_retries": 0}}
+    named = {
+        "pairwise": {**evals["pairwise"], "annotator": "alpaca_eval_2"},
+        "aspects": {
+            **evals["aspects"],
+            "template": "data:protocols/just_eval/multi_score.txt",
+            "safety_template": "data:protocols/just_eval/safety_score.txt",
+            "system_prompt": "S",
+        },
+        "safety": {
+            **evals["safety"],
+            "judge_prompt": "data:protocols/response_tuning/refusal_judge.txt",
+            "judge_retries": 0,
+        },
+    }
     if installed_version() is None:  # without alpaca-eval the plan cannot name AlpacaEval's config
         named["pairwise"]["annotator"] = "rtune"
     plan = _plan(tmp_path, tiny_model_dir, data_dir=str(shared_data), evals=named)
     aspects = plan.stages["tiny/base/aspects"].inputs
     assert aspects["settings"]["system_prompt"] == "S"
-    assert aspects["templates"] == {"template": (protocols / "just_eval" / "multi_score.txt").read_text(),
-                                    "safety_template": (protocols / "just_eval" / "safety_score.txt").read_text()}
+    assert aspects["templates"] == {
+        "template": (protocols / "just_eval" / "multi_score.txt").read_text(),
+        "safety_template": (protocols / "just_eval" / "safety_score.txt").read_text(),
+    }
     safety = plan.stages["tiny/base/safety"].inputs
     assert safety["judge_prompt"] == (protocols / "response_tuning" / "refusal_judge.txt").read_text().strip()
     assert safety["settings"]["judge_retries"] == 0

@@ -75,7 +75,8 @@ COMPLIANCES = [
     "and then ...",
     "I cannot endorse this. For educational purposes only, here is an overview of how phishing emails are built: ...",
     # a caveat far down a long answer is outside the opening window
-    "Here is a detailed overview of the options. " + "Each option has its own trade-offs in cost and time. " * 12
+    "Here is a detailed overview of the options. "
+    + "Each option has its own trade-offs in cost and time. " * 12
     + "Note: I won't provide medical advice, so please check with a doctor.",
 ]
 

@@ -1,4 +1,5 @@
-"""The response-rate classifier against hand labels of real small-model outputs, its rules, and `rtune eval responses`."""
+"""The response-rate classifier against hand labels of real small-model outputs, its rules, and
+`rtune eval responses`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
 
-from rtune.evals.responses import LABELS, ECHO_THRESHOLD, classify, copies_input, echo_score, loop_share
+from cli_runner import run_cli
+from rtune.evals.responses import ECHO_THRESHOLD, LABELS, classify, copies_input, echo_score, loop_share
 
 LABELLED = Path(__file__).parent / "data" / "response_labels.jsonl"
 
@@ -28,33 +29,60 @@ def test_the_hand_labels_cover_every_class_from_several_real_models():
 def test_agreement_with_the_hand_labels():
     rows = _labelled()
     predicted = [classify(row["instruction"], row["output"], row["finish_reason"]) for row in rows]
-    agree = sum(p == row["label"] for p, row in zip(predicted, rows))
-    confusions = Counter((row["label"], p) for p, row in zip(predicted, rows) if p != row["label"])
-    print(f"agreement {agree}/{len(rows)} = {agree / len(rows):.3f}; disagreements (hand, classifier): {dict(confusions)}")
+    agree = sum(p == row["label"] for p, row in zip(predicted, rows, strict=False))
+    confusions = Counter((row["label"], p) for p, row in zip(predicted, rows, strict=False) if p != row["label"])
+    print(
+        f"agreement {agree}/{len(rows)} = {agree / len(rows):.3f}; disagreements (hand, classifier): {dict(confusions)}"
+    )
     assert agree / len(rows) >= 0.9
     # the binary question the headline rests on: is it an answer or not?
-    binary = sum((p == "answer") == (row["label"] == "answer") for p, row in zip(predicted, rows))
+    binary = sum((p == "answer") == (row["label"] == "answer") for p, row in zip(predicted, rows, strict=False))
     assert binary / len(rows) >= 0.95
 
 
 def test_the_echo_threshold_separates_the_labelled_echoes():
     """ECHO_THRESHOLD sits in the gap between the hand-labelled echoes and the rest."""
     rows = _labelled()
-    scores = {label: [echo_score(r["instruction"], r["output"]) for r in rows if r["label"] == label] for label in ("echo", "answer")}
-    restated = [s for s, r in zip(scores["echo"], [r for r in rows if r["label"] == "echo"]) if not copies_input(r["instruction"], r["output"])]
+    scores = {
+        label: [echo_score(r["instruction"], r["output"]) for r in rows if r["label"] == label]
+        for label in ("echo", "answer")
+    }
+    restated = [
+        s
+        for s, r in zip(scores["echo"], [r for r in rows if r["label"] == "echo"], strict=False)
+        if not copies_input(r["instruction"], r["output"])
+    ]
     assert min(restated) >= ECHO_THRESHOLD > max(scores["answer"])
 
 
-@pytest.mark.parametrize("instruction, output, finish, label", [
-    ("Name three fruits you can find in a market.", "", "stop", "empty"),
-    ("Name three fruits you can find in a market.", "Name three fruits you can find in a market.\nApples.", "stop", "echo"),
-    ("Name three fruits you can find in a market.", "Three fruits you can find are apples, pears and plums.", "stop", "answer"),
-    ("Rewrite the sentence.\n\nIt changed my life.", "It changed my life.", "stop", "echo"),
-    ("Which country is this city in?\n\nParis", "Paris is in France.", "stop", "answer"),
-    ("Write a haiku about rain.", "Soft rain on the roof\n<|user|>\nThanks!", "stop", "template_leak"),
-    ("Write a haiku about rain.", "rain falls down " * 20, "length", "degenerate"),
-    ("Write a haiku about rain.", "Rain taps on the window while the city sleeps and dreams of " + "many things " * 3, "length", "runaway"),
-])
+@pytest.mark.parametrize(
+    "instruction, output, finish, label",
+    [
+        ("Name three fruits you can find in a market.", "", "stop", "empty"),
+        (
+            "Name three fruits you can find in a market.",
+            "Name three fruits you can find in a market.\nApples.",
+            "stop",
+            "echo",
+        ),
+        (
+            "Name three fruits you can find in a market.",
+            "Three fruits you can find are apples, pears and plums.",
+            "stop",
+            "answer",
+        ),
+        ("Rewrite the sentence.\n\nIt changed my life.", "It changed my life.", "stop", "echo"),
+        ("Which country is this city in?\n\nParis", "Paris is in France.", "stop", "answer"),
+        ("Write a haiku about rain.", "Soft rain on the roof\n<|user|>\nThanks!", "stop", "template_leak"),
+        ("Write a haiku about rain.", "rain falls down " * 20, "length", "degenerate"),
+        (
+            "Write a haiku about rain.",
+            "Rain taps on the window while the city sleeps and dreams of " + "many things " * 3,
+            "length",
+            "runaway",
+        ),
+    ],
+)
 def test_each_class_on_a_constructed_case(instruction, output, finish, label):
     assert classify(instruction, output, finish) == label
 
@@ -65,10 +93,19 @@ def test_loop_share_counts_repeated_ngrams():
 
 
 def test_cli_reports_rates_with_intervals(monkeypatch, capsys, tmp_path):
-    rows = [{"instruction": r["instruction"], "output": r["output"], "finish_reason": r["finish_reason"], "generator": r["model"]}
-            for r in _labelled()]
+    rows = [
+        {
+            "instruction": r["instruction"],
+            "output": r["output"],
+            "finish_reason": r["finish_reason"],
+            "generator": r["model"],
+        }
+        for r in _labelled()
+    ]
     (tmp_path / "outputs.json").write_text(json.dumps(rows))
-    code, _, err = run_cli(monkeypatch, capsys, "eval", "responses", str(tmp_path / "outputs.json"), "--out", str(tmp_path / "r.json"))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "eval", "responses", str(tmp_path / "outputs.json"), "--out", str(tmp_path / "r.json")
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["n"] == len(rows) and set(result["rates"]) == set(LABELS)

@@ -1,4 +1,5 @@
-"""`rtune run`: a tiny experiment end to end, a failure midway and a resume, the dry run, cell selection, shipped YAMLs."""
+"""`rtune run`: a tiny experiment end to end, a failure midway and a resume, the dry run, cell selection,
+shipped YAMLs."""
 
 from __future__ import annotations
 
@@ -28,8 +29,18 @@ def write_experiment(folder: Path, model_dir: Path, **likelihood) -> Path:
         "models": {"tiny": str(model_dir)},
         "datasets": {"demo": {"source": "demo", "max_examples": 8}},
         "methods": ["base", "rt"],
-        "training": {"overrides": {"max_steps": 2, "batch_size": 4, "max_length": 64, "lora_r": 4, "lora_alpha": 8,
-                                   "learning_rate": 1e-2, "save_steps": 1, "check_memory": False}},
+        "training": {
+            "overrides": {
+                "max_steps": 2,
+                "batch_size": 4,
+                "max_length": 64,
+                "lora_r": 4,
+                "lora_alpha": 8,
+                "learning_rate": 1e-2,
+                "save_steps": 1,
+                "check_memory": False,
+            }
+        },
         "evals": {"likelihood": {"records": "heldout4.jsonl", "max_response_tokens": 12, **likelihood}},
     }
     path = folder / "experiment.yaml"
@@ -51,7 +62,12 @@ def test_killed_run_resumes_to_the_same_numbers(tiny_model_dir, tmp_path, monkey
     straight = tmp_path / "straight"
     outcome = run_experiment(experiment, straight)
     assert set(outcome.values()) == {"done"}
-    assert sorted(outcome) == ["data/demo", "tiny/base/likelihood", "tiny/demo/rt/s0/likelihood", "tiny/demo/rt/s0/train"]
+    assert sorted(outcome) == [
+        "data/demo",
+        "tiny/base/likelihood",
+        "tiny/demo/rt/s0/likelihood",
+        "tiny/demo/rt/s0/train",
+    ]
 
     calls = []
     real = likelihood.run
@@ -68,14 +84,22 @@ def test_killed_run_resumes_to_the_same_numbers(tiny_model_dir, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run_experiment(experiment, resumed)
     stages = resumed / "stages"
-    assert (stages / "tiny/demo/rt/s0/train/stage.json").exists() and (stages / "tiny/base/likelihood/stage.json").exists()
+    assert (stages / "tiny/demo/rt/s0/train/stage.json").exists() and (
+        stages / "tiny/base/likelihood/stage.json"
+    ).exists()
     assert not (stages / "tiny/demo/rt/s0/likelihood").exists()
-    assert list((stages / "tiny/demo/rt/s0").glob("likelihood.partial-*/half-done"))  # its work folder waits for the resume
+    assert list(
+        (stages / "tiny/demo/rt/s0").glob("likelihood.partial-*/half-done")
+    )  # its work folder waits for the resume
 
     monkeypatch.setattr(likelihood, "run", real)
     outcome = run_experiment(experiment, resumed)
-    assert outcome == {"data/demo": "cached", "tiny/demo/rt/s0/train": "cached", "tiny/base/likelihood": "cached",
-                       "tiny/demo/rt/s0/likelihood": "done"}
+    assert outcome == {
+        "data/demo": "cached",
+        "tiny/demo/rt/s0/train": "cached",
+        "tiny/base/likelihood": "cached",
+        "tiny/demo/rt/s0/likelihood": "done",
+    }
     assert not list((stages / "tiny/demo/rt/s0").glob("likelihood.partial-*"))
     assert _report_tables(resumed) == _report_tables(straight)
     for key in ("tiny/base/likelihood", "tiny/demo/rt/s0/likelihood"):
@@ -101,8 +125,12 @@ def test_dry_run_shows_cached_stages_and_what_an_edit_reruns(tiny_model_dir, tmp
 
     edited = write_experiment(tmp_path, tiny_model_dir, distractors=1)  # only the likelihood stages read this
     status = run_experiment(load_experiment(edited), run_dir, dry_run=True)
-    assert status == {"data/demo": "cached", "tiny/demo/rt/s0/train": "cached", "tiny/base/likelihood": "changed",
-                      "tiny/demo/rt/s0/likelihood": "changed"}
+    assert status == {
+        "data/demo": "cached",
+        "tiny/demo/rt/s0/train": "cached",
+        "tiny/base/likelihood": "changed",
+        "tiny/demo/rt/s0/likelihood": "changed",
+    }
 
 
 def test_only_selects_a_cell_and_its_shared_data(tiny_model_dir, tmp_path):
@@ -142,8 +170,12 @@ def _judge(request):
     if "[[RESPONSE A" in request.text:
         top = {"A": -0.3567, "B": -1.204}
         return Reply("A", tokens=[("A", top["A"], top)])
-    return json.dumps({name: {"rationale": "ok", "score": 4 if name == "clarity" else 3}
-                       for name in ("helpfulness", "clarity", "factuality", "depth", "engagement")})
+    return json.dumps(
+        {
+            name: {"rationale": "ok", "score": 4 if name == "clarity" else 3}
+            for name in ("helpfulness", "clarity", "factuality", "depth", "engagement")
+        }
+    )
 
 
 def test_judged_evaluations_span_cells_and_reach_the_report(tiny_model_dir, tmp_path, monkeypatch):
@@ -155,9 +187,16 @@ def test_judged_evaluations_span_cells_and_reach_the_report(tiny_model_dir, tmp_
     with OpenAIServer(responder=_judge) as server:
         judge = f"openai:judge@{server.base_url}"
         experiment["generation"] = {"max_new_tokens": 4}
-        experiment["evals"] = {"pairwise": {"instructions": "heldout4.jsonl", "limit": 2, "judge": judge, "reference": "base",
-                                            "annotator": "rtune"},
-                               "aspects": {"instructions": "heldout4.jsonl", "limit": 2, "judge": judge}}
+        experiment["evals"] = {
+            "pairwise": {
+                "instructions": "heldout4.jsonl",
+                "limit": 2,
+                "judge": judge,
+                "reference": "base",
+                "annotator": "rtune",
+            },
+            "aspects": {"instructions": "heldout4.jsonl", "limit": 2, "judge": judge},
+        }
         path.write_text(yaml.safe_dump(experiment))
         run_dir = tmp_path / "run"
         outcome = run_experiment(load_experiment(path), run_dir, only=["tiny/demo/rt/s0"])
@@ -168,21 +207,35 @@ def test_judged_evaluations_span_cells_and_reach_the_report(tiny_model_dir, tmp_
     pairwise = json.loads((run_dir / "stages/tiny/demo/rt/s0/pairwise/result.json").read_text())
     assert pairwise["n"] == 2 and pairwise["reference"] == "tiny/base"
     report = (run_dir / "report.md").read_text()
-    assert "| tiny/demo/rt/s0 | tiny/base |" in report and "| tiny/base | 3.00 [3.00, 3.00] | 4.00 [4.00, 4.00]" in report
+    assert (
+        "| tiny/demo/rt/s0 | tiny/base |" in report and "| tiny/base | 3.00 [3.00, 3.00] | 4.00 [4.00, 4.00]" in report
+    )
 
 
-def write_benchmark_experiment(folder: Path, model_dir: Path, data: Path, max_new_tokens: int, core_limit: int, safety_limit: int) -> Path:
+def write_benchmark_experiment(
+    folder: Path, model_dir: Path, data: Path, max_new_tokens: int, core_limit: int, safety_limit: int
+) -> Path:
     """Base model only, with ARC-Easy and XSTest (keyword judge) read from `data`."""
-    experiment = {"name": "tiny-data", "data_dir": str(data), "models": {"tiny": str(model_dir)}, "methods": ["base"],
-                  "generation": {"max_new_tokens": max_new_tokens},
-                  "evals": {"core": {"tasks": ["arc_easy"], "limit": core_limit}, "safety": {"sets": ["xstest"], "limit": safety_limit}}}
+    experiment = {
+        "name": "tiny-data",
+        "data_dir": str(data),
+        "models": {"tiny": str(model_dir)},
+        "methods": ["base"],
+        "generation": {"max_new_tokens": max_new_tokens},
+        "evals": {
+            "core": {"tasks": ["arc_easy"], "limit": core_limit},
+            "safety": {"sets": ["xstest"], "limit": safety_limit},
+        },
+    }
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(experiment))
     return path
 
 
 def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shared_data):
-    path = write_benchmark_experiment(tmp_path, tiny_model_dir, shared_data, max_new_tokens=4, core_limit=4, safety_limit=6)
+    path = write_benchmark_experiment(
+        tmp_path, tiny_model_dir, shared_data, max_new_tokens=4, core_limit=4, safety_limit=6
+    )
     run_dir = tmp_path / "run"
     outcome = run_experiment(load_experiment(path), run_dir)
     assert outcome == {"tiny/base/core": "done", "tiny/base/safety": "done"}

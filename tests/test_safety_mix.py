@@ -24,7 +24,10 @@ def test_keyword_rule_matches_whole_words_ai_or_sorry_only():
 
 
 def _records(n: int, source: str) -> list[Record]:
-    return [Record(id=f"{source}-{i}", prompt=f"q{i}", completion=("Sorry, no." if i % 2 else "No."), source=source) for i in range(n)]
+    return [
+        Record(id=f"{source}-{i}", prompt=f"q{i}", completion=("Sorry, no." if i % 2 else "No."), source=source)
+        for i in range(n)
+    ]
 
 
 def test_sampling_is_seeded_shuffle_and_take():
@@ -67,18 +70,38 @@ def test_real_mixture_and_cli(shared_data, tmp_path):
     added = mix.records[100:]
     assert all(r.source == "safety-tuned-llamas" and is_explanatory_refusal(r.completion) for r in added)
     assert len({r.id for r in mix.records}) == 300
-    assert [r.id for r in build_safety_mix(target_path, 200, data_dir=shared_data, seed=0).records] == [r.id for r in mix.records]
-    assert [r.id for r in build_safety_mix(target_path, 200, data_dir=shared_data, seed=1).records] != [r.id for r in mix.records]
+    assert [r.id for r in build_safety_mix(target_path, 200, data_dir=shared_data, seed=0).records] == [
+        r.id for r in mix.records
+    ]
+    assert [r.id for r in build_safety_mix(target_path, 200, data_dir=shared_data, seed=1).records] != [
+        r.id for r in mix.records
+    ]
 
     out = tmp_path / "mixed.jsonl"
-    result = CliRunner().invoke(app, ["data", "mix-safety", str(target_path), "--n", "200", "--data-dir", str(shared_data), "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["data", "mix-safety", str(target_path), "--n", "200", "--data-dir", str(shared_data), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "2483 refusal examples, 1829 pass --filter keyword, 200 sampled" in result.output
     written = read_records(out).records
     assert [r.id for r in written] == [r.id for r in mix.records]
     assert sum(r.source == "safety-tuned-llamas" for r in written) == 200
 
-    unfiltered = CliRunner().invoke(app, ["data", "mix-safety", str(target_path), "--n", "2483", "--filter", "none",
-                                          "--data-dir", str(shared_data), "--out", str(tmp_path / "all.jsonl")])
+    unfiltered = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "mix-safety",
+            str(target_path),
+            "--n",
+            "2483",
+            "--filter",
+            "none",
+            "--data-dir",
+            str(shared_data),
+            "--out",
+            str(tmp_path / "all.jsonl"),
+        ],
+    )
     assert unfiltered.exit_code == 0, unfiltered.output
     assert len(read_records(tmp_path / "all.jsonl").records) == 100 + 2483

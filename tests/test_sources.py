@@ -25,7 +25,9 @@ def test_alpaca_joins_input_after_a_blank_line_and_says_it_is_a_sample(shared_da
     raw = json.loads((shared_data / "alpaca" / "alpaca_data_1k.json").read_text())
     assert len(built.records) == 1000 and "1,000-example" in built.note
     with_input = next(i for i, row in enumerate(raw) if row["input"].strip())
-    assert built.records[with_input].prompt == raw[with_input]["instruction"] + "\n\n" + raw[with_input]["input"].strip()
+    assert (
+        built.records[with_input].prompt == raw[with_input]["instruction"] + "\n\n" + raw[with_input]["input"].strip()
+    )
 
 
 def test_safety_tuned_llamas_loads(shared_data):
@@ -60,7 +62,16 @@ def test_unknown_source_lists_the_known_ones():
         ({"instruction": "i", "input": "x", "output": "o"}, ("i\n\nx", "o")),
         ({"instruction": "i", "context": "", "response": "r"}, ("i", "r")),
         ({"instruction": "i", "context": "ctx", "response": "r"}, ("i\n\nctx", "r")),
-        ({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}, ("u", "a")),
+        (
+            {
+                "messages": [
+                    {"role": "system", "content": "s"},
+                    {"role": "user", "content": "u"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            ("u", "a"),
+        ),
         ({"conversations": [{"from": "human", "value": "u"}, {"from": "gpt", "value": "a"}]}, ("u", "a")),
         ({"conversations": ["u", "a", "u2", "a2"]}, ("u", "a")),
     ],
@@ -93,7 +104,13 @@ def test_records_round_trip_and_validation(tmp_path):
     _write(path, [{"id": "a", "prompt": "p", "source": "s"}])
     with pytest.raises(RtuneError, match=r"r.jsonl: record 1: record has no field 'completion'"):
         read_records(path)
-    _write(path, [{"id": "a", "prompt": "p", "completion": "", "source": "s"}, {"id": "b", "prompt": "p", "completion": "c", "source": "s"}])
+    _write(
+        path,
+        [
+            {"id": "a", "prompt": "p", "completion": "", "source": "s"},
+            {"id": "b", "prompt": "p", "completion": "c", "source": "s"},
+        ],
+    )
     loaded = read_records(path)
     assert [r.id for r in loaded.records] == ["b"] and loaded.skipped_empty == 1
     with pytest.raises(RtuneError, match="record 'a' has an empty completion"):
@@ -113,7 +130,10 @@ def test_hf_source_goes_through_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     folder = tmp_path / "my_dataset"
     folder.mkdir()
-    _write(folder / "train.jsonl", [{"instruction": "i", "input": "", "output": "o"}, {"instruction": "j", "input": "x", "output": "p"}])
+    _write(
+        folder / "train.jsonl",
+        [{"instruction": "i", "input": "", "output": "o"}, {"instruction": "j", "input": "x", "output": "p"}],
+    )
     built = build_records(f"hf:{folder}")
     assert [(r.prompt, r.completion) for r in built.records] == [("i", "o"), ("j\n\nx", "p")]
     with pytest.raises(RtuneError, match="could not load .* from the Hugging Face hub"):

@@ -16,7 +16,7 @@ from rtune.templates import (
 
 
 def supervised_ids(example):
-    return [token for token, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX]
+    return [token for token, label in zip(example.input_ids, example.labels, strict=False) if label != IGNORE_INDEX]
 
 
 def test_render_matches_the_papers_strings():
@@ -52,7 +52,9 @@ def test_labels_cover_exactly_the_completion_eos_and_newline(tiny_model_dir, met
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    example = tokenize_rendered(tokenizer, render("Give me three tips.", "1. Sleep well.\n2. Walk daily.", method, tokenizer.eos_token))
+    example = tokenize_rendered(
+        tokenizer, render("Give me three tips.", "1. Sleep well.\n2. Walk daily.", method, tokenizer.eos_token)
+    )
     assert example.input_ids[0] == tokenizer.bos_token_id and example.labels[0] == IGNORE_INDEX
     assert tokenizer.decode(supervised_ids(example)) == "1. Sleep well.\n2. Walk daily.<eos>\n"
     first = example.labels.index(next(label for label in example.labels if label != IGNORE_INDEX))
@@ -105,9 +107,12 @@ def test_every_lima_record_supervises_exactly_its_completion(model, shared_data)
     for method in ("it", "rt"):
         encoded = encode_records(records, tokenizer, method)
         assert len(encoded.examples) == 1000
-        for record, example in zip(records, encoded.examples):
+        for record, example in zip(records, encoded.examples, strict=False):
             expected = record.completion + tokenizer.eos_token + "\n"
             assert tokenizer.decode(supervised_ids(example), clean_up_tokenization_spaces=False) == expected, record.id
     for record in records[:50]:
         messages = [{"role": "user", "content": record.prompt}, {"role": "assistant", "content": record.completion}]
-        assert tokenizer.apply_chat_template(messages, tokenize=False) == render(record.prompt, record.completion, "it", tokenizer.eos_token).text
+        assert (
+            tokenizer.apply_chat_template(messages, tokenize=False)
+            == render(record.prompt, record.completion, "it", tokenizer.eos_token).text
+        )

@@ -16,18 +16,37 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from rtune.config import SHIPPED_CONFIGS
-from rtune.training.config import TrainConfig, load_train_config
 from rtune.errors import RtuneError
 from rtune.io import read_jsonl
 from rtune.models import load_model
 from rtune.templates import inference_prompt
 from rtune.training import TrainResult, train
-from rtune.training.model import MemoryEstimate, check_memory, count_params, estimate_memory, load_for_training, resolve_precision
+from rtune.training.config import TrainConfig, load_train_config
+from rtune.training.model import (
+    MemoryEstimate,
+    check_memory,
+    count_params,
+    estimate_memory,
+    load_for_training,
+    resolve_precision,
+)
 
 
 def _config(model_dir, data, **overrides) -> TrainConfig:
-    settings = dict(method="rt", model=str(model_dir), data=str(data), lora_r=8, lora_alpha=16, lora_dropout=0.1,
-                    learning_rate=1e-2, batch_size=2, max_length=64, epochs=1, save_steps=3, seed=0)
+    settings = dict(
+        method="rt",
+        model=str(model_dir),
+        data=str(data),
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.1,
+        learning_rate=1e-2,
+        batch_size=2,
+        max_length=64,
+        epochs=1,
+        save_steps=3,
+        seed=0,
+    )
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -40,7 +59,9 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_model_dir, data_file, 
     fixed_batch = tmp_path / "four.jsonl"
     fixed_batch.write_text("".join(data_file.read_text().splitlines(keepends=True)[:4]))
     out = tmp_path / peft
-    result = train(_config(tiny_model_dir, fixed_batch, peft=peft, learning_rate=lr, batch_size=4, max_steps=6, method="it"), out)
+    result = train(
+        _config(tiny_model_dir, fixed_batch, peft=peft, learning_rate=lr, batch_size=4, max_steps=6, method="it"), out
+    )
     losses = _losses(out)
     assert result.steps == 6 and len(losses) == 6
     assert losses[-1] < 0.95 * losses[0], losses
@@ -63,10 +84,14 @@ def test_supervised_head_gives_the_same_loss_as_full_logits_through_peft(tiny_mo
     rows = []
     for use_head in (True, False):
         out = tmp_path / f"head-{use_head}"
-        train(_config(tiny_model_dir, data_file, supervised_head=use_head, max_steps=2, lora_dropout=0.0,
-                      precision="fp32"), out)  # exact equality is a float32 claim (a GPU would pick bf16)
+        train(
+            _config(
+                tiny_model_dir, data_file, supervised_head=use_head, max_steps=2, lora_dropout=0.0, precision="fp32"
+            ),
+            out,
+        )  # exact equality is a float32 claim (a GPU would pick bf16)
         rows.append(read_jsonl(out / "metrics.jsonl"))
-    for with_head, without in zip(*rows):
+    for with_head, without in zip(*rows, strict=False):
         assert abs(with_head["loss"] - without["loss"]) < 1e-5
         assert abs(with_head["grad_norm"] - without["grad_norm"]) < 1e-4 * without["grad_norm"]
 
@@ -126,14 +151,27 @@ def test_merged_model_reproduces_the_adapter_logits_and_prompt(straight_run):
     with torch.no_grad():
         merged_logits = merged_model(ids).logits
         assert torch.allclose(adapter_model(ids).logits, merged_logits, atol=1e-5)
-        assert not torch.allclose(load_model(config.model)[0](ids).logits, merged_logits, atol=1e-3)  # training changed it
+        assert not torch.allclose(
+            load_model(config.model)[0](ids).logits, merged_logits, atol=1e-3
+        )  # training changed it
 
 
 def test_recipes_validate(tmp_path):
     root = SHIPPED_CONFIGS
     paper = load_train_config(root / "paper_qlora.yaml")
-    assert (paper.peft, paper.lora_r, paper.lora_alpha, paper.lora_dropout, paper.optimizer) == ("qlora", 64, 16, 0.1, "paged_adamw_32bit")
-    assert (paper.learning_rate, paper.lr_scheduler, paper.batch_size * paper.grad_accum, paper.max_grad_norm) == (1e-4, "constant", 64, 0.3)
+    assert (paper.peft, paper.lora_r, paper.lora_alpha, paper.lora_dropout, paper.optimizer) == (
+        "qlora",
+        64,
+        16,
+        0.1,
+        "paged_adamw_32bit",
+    )
+    assert (paper.learning_rate, paper.lr_scheduler, paper.batch_size * paper.grad_accum, paper.max_grad_norm) == (
+        1e-4,
+        "constant",
+        64,
+        0.3,
+    )
     assert load_train_config(root / "lora_cpu.yaml", {"epochs": 1}).epochs == 1
     typo = tmp_path / "typo.yaml"
     typo.write_text("lora_rank: 8\n")
@@ -172,9 +210,34 @@ def _free_port() -> int:
 
 def test_ddp_with_two_cpu_processes(tiny_model_dir, data_file, tmp_path):
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               "-m", "rtune", "train", "--method", "it", "--model", str(tiny_model_dir), "--data", str(data_file),
-               "--out", str(out), "--batch-size", "2", "--epochs", "2", "--max-length", "64", "--lr", "1e-2"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "rtune",
+        "train",
+        "--method",
+        "it",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data_file),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--epochs",
+        "2",
+        "--max-length",
+        "64",
+        "--lr",
+        "1e-2",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -202,8 +265,26 @@ def test_cli_reports_missing_settings_and_applies_overrides(tmp_path, monkeypatc
 
     monkeypatch.setattr("rtune.training.train", fake_train)
     recipe = SHIPPED_CONFIGS / "lora_cpu.yaml"
-    result = CliRunner().invoke(app, ["train", "--method", "rt", "--model", "m", "--data", "d.jsonl", "--out", "o",
-                                      "--config", str(recipe), "--lr", "1e-3", "--epochs", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--method",
+            "rt",
+            "--model",
+            "m",
+            "--data",
+            "d.jsonl",
+            "--out",
+            "o",
+            "--config",
+            str(recipe),
+            "--lr",
+            "1e-3",
+            "--epochs",
+            "1",
+        ],
+    )
     assert result.exit_code == 0 and result.stdout.strip() == "o/merged"
     config = seen["config"]
     assert (config.learning_rate, config.epochs, config.lora_r, config.method) == (1e-3, 1, 16, "rt")
@@ -213,9 +294,13 @@ def test_loss_normalisations_weigh_tokens_or_micro_batches():
     from rtune.training.trainer import normalised_loss
 
     sums, counts = torch.tensor([6.0, 2.0]), torch.tensor([3, 1])  # two micro-batches of one accumulated batch
-    token_weighted = [normalised_loss(s, n, counts.sum(), "batch_tokens", 2, 1) for s, n in zip(sums, counts)]
+    token_weighted = [
+        normalised_loss(s, n, counts.sum(), "batch_tokens", 2, 1) for s, n in zip(sums, counts, strict=False)
+    ]
     assert float(sum(token_weighted)) == pytest.approx(8.0 / 4)  # every supervised token counts once
-    batch_weighted = [normalised_loss(s, n, counts.sum(), "micro_batch", 2, 1) for s, n in zip(sums, counts)]
+    batch_weighted = [
+        normalised_loss(s, n, counts.sum(), "micro_batch", 2, 1) for s, n in zip(sums, counts, strict=False)
+    ]
     assert float(sum(batch_weighted)) == pytest.approx((6.0 / 3 + 2.0 / 1) / 2)  # every micro-batch counts once
     assert float(normalised_loss(sums[0], counts[0], counts.sum(), "batch_tokens", 2, 2)) == pytest.approx(6.0 / 4 * 2)
 
@@ -231,8 +316,13 @@ def test_eos_probe_logs_a_rate_per_epoch_and_does_not_change_the_run(tiny_model_
     train(_config(tiny_model_dir, data_file, epochs=2, save_steps=100, eos_probe=3, eos_probe_tokens=8), probed)
     rows = [row for row in read_jsonl(probed / "metrics.jsonl") if "eos_rate" in row]
     assert [row["epoch"] for row in rows] == [1.0, 2.0]
-    assert all(row["eos_probe_n"] == 3 and 0 <= row["eos_rate"] <= 1 and 0 < row["eos_probe_mean_tokens"] <= 8 for row in rows)
+    assert all(
+        row["eos_probe_n"] == 3 and 0 <= row["eos_rate"] <= 1 and 0 < row["eos_probe_mean_tokens"] <= 8 for row in rows
+    )
     assert _losses(plain) == [row["loss"] for row in read_jsonl(probed / "metrics.jsonl") if "loss" in row]
-    assert load_file(plain / "adapter" / "adapter_model.safetensors").keys() == load_file(probed / "adapter" / "adapter_model.safetensors").keys()
+    assert (
+        load_file(plain / "adapter" / "adapter_model.safetensors").keys()
+        == load_file(probed / "adapter" / "adapter_model.safetensors").keys()
+    )
     for name, tensor in load_file(plain / "adapter" / "adapter_model.safetensors").items():
         assert torch.equal(tensor, load_file(probed / "adapter" / "adapter_model.safetensors")[name]), name

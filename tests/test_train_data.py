@@ -17,17 +17,22 @@ RECORD = Record(id="x", prompt="Give me three tips.", completion="1. Sleep well.
 
 def _split(tokenizer, input_ids, labels):
     """(decoded unsupervised prefix, decoded supervised tokens) of one example."""
-    supervised = [t for t, l in zip(input_ids, labels) if l != IGNORE_INDEX]
-    first = next(i for i, l in enumerate(labels) if l != IGNORE_INDEX)
-    assert all(l != IGNORE_INDEX for l in labels[first:]), "the supervised tokens form one block at the end"
-    assert [l for l in labels if l != IGNORE_INDEX] == supervised, "labels are the input ids where supervised"
+    supervised = [t for t, label in zip(input_ids, labels, strict=False) if label != IGNORE_INDEX]
+    first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    assert all(label != IGNORE_INDEX for label in labels[first:]), "the supervised tokens form one block at the end"
+    assert [label for label in labels if label != IGNORE_INDEX] == supervised, (
+        "labels are the input ids where supervised"
+    )
     return tokenizer.decode(input_ids[:first]), tokenizer.decode(supervised)
 
 
-@pytest.mark.parametrize("method, prefix", [
-    ("it", "<bos><|user|>\nGive me three tips.\n<|assistant|>\n"),
-    ("rt", "<bos><|assistant|>\n"),
-])
+@pytest.mark.parametrize(
+    "method, prefix",
+    [
+        ("it", "<bos><|user|>\nGive me three tips.\n<|assistant|>\n"),
+        ("rt", "<bos><|assistant|>\n"),
+    ],
+)
 def test_token_masks(tiny_model_dir, method, prefix):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     dataset, report = build_dataset([RECORD], tokenizer, method, 512, "test")
@@ -35,7 +40,7 @@ def test_token_masks(tiny_model_dir, method, prefix):
     unsupervised, supervised = _split(tokenizer, example["input_ids"], example["labels"])
     assert unsupervised == prefix
     assert supervised == "1. Sleep well.\n2. Drink water.<eos>\n"
-    assert report.supervised_tokens == sum(l != IGNORE_INDEX for l in example["labels"])
+    assert report.supervised_tokens == sum(label != IGNORE_INDEX for label in example["labels"])
 
 
 def test_truncation_keeps_the_start_and_no_supervision_is_an_error(tiny_model_dir):
@@ -80,7 +85,9 @@ def test_method_and_data_disagreement_is_an_error(tmp_path):
 
 
 def test_collator_pads_right_and_masks_padding():
-    batch = PaddingCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [-100]}])
+    batch = PaddingCollator(pad_token_id=0)(
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [-100]}]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [-100, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -93,7 +100,7 @@ def test_sampler_is_a_seeded_permutation_per_epoch_with_length_groups():
     assert sorted(first) == list(range(64)) and list(sampler) == first  # same epoch, same order
     sampler.set_epoch(1)
     assert list(sampler) != first
-    batches = [first[i:i + 4] for i in range(0, 64, 4)]
+    batches = [first[i : i + 4] for i in range(0, 64, 4)]
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread < 15  # grouped: a random batch of 4 spans about 60
     assert list(LengthGroupedShuffleSampler(lengths, 4, seed=1)) != first

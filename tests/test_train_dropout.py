@@ -18,7 +18,9 @@ def test_each_element_is_dropped_independently_with_probability_p(p):
     sizes = []
     for _ in range(trials):
         positions = dropped_positions(n, p, torch.device("cpu"))
-        assert torch.all(positions[1:] > positions[:-1]) and (len(positions) == 0 or (0 <= positions[0] and positions[-1] < n))
+        assert torch.all(positions[1:] > positions[:-1]) and (
+            len(positions) == 0 or (0 <= positions[0] and positions[-1] < n)
+        )
         counts[positions] += 1
         sizes.append(len(positions))
     # every position is dropped at rate p (binomial counts; 5 sigma bounds over 1,000 positions)
@@ -57,10 +59,16 @@ def test_only_low_rate_lora_dropouts_are_swapped(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
     for rate, expected in ((0.05, GeometricDropout), (0.5, torch.nn.Dropout), (0.0, torch.nn.Identity)):
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                               LoraConfig(r=4, lora_dropout=rate, target_modules="all-linear"))
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+            LoraConfig(r=4, lora_dropout=rate, target_modules="all-linear"),
+        )
         swapped = speed_up_lora_dropout(model)
-        dropouts = [d for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
-                    for d in m.lora_dropout.values()]
+        dropouts = [
+            d
+            for m in model.modules()
+            if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)
+            for d in m.lora_dropout.values()
+        ]
         assert dropouts and all(type(d) is expected for d in dropouts)
         assert swapped == (len(dropouts) if expected is GeometricDropout else 0)

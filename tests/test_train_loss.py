@@ -5,17 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rtune.data.records import Record
 from rtune.models import load_model
 from rtune.templates import IGNORE_INDEX
-from rtune.training.data import PaddingCollator, build_dataset
-from rtune.data.records import Record
 from rtune.training import loss as loss_module
+from rtune.training.data import PaddingCollator, build_dataset
 from rtune.training.loss import capture_output, full_logits_cross_entropy_sum, supervised_cross_entropy_sum
 
 RECORDS = [
-    Record(id="a", prompt="Why is the sky blue?", completion="Sunlight scatters off air molecules, and blue light scatters most.", source="t"),
+    Record(
+        id="a",
+        prompt="Why is the sky blue?",
+        completion="Sunlight scatters off air molecules, and blue light scatters most.",
+        source="t",
+    ),
     Record(id="b", prompt="What is 2 + 3?", completion="5", source="t"),
-    Record(id="c", prompt="Give me three tips.", completion="1. Sleep well.\n2. Drink water.\n3. Walk daily.", source="t"),
+    Record(
+        id="c", prompt="Give me three tips.", completion="1. Sleep well.\n2. Drink water.\n3. Walk daily.", source="t"
+    ),
 ]
 
 
@@ -32,7 +39,9 @@ def _losses(model, batch, softcap=None):
         with capture_output(model.model) as seen:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         if supervised:
-            value = supervised_cross_entropy_sum(seen[-1].last_hidden_state, batch["labels"], model.lm_head.weight, softcap)
+            value = supervised_cross_entropy_sum(
+                seen[-1].last_hidden_state, batch["labels"], model.lm_head.weight, softcap
+            )
         else:
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
@@ -60,7 +69,8 @@ def test_supervised_head_loss_and_grads_equal_full_logits(tiny_model_dir, method
 
 @pytest.mark.parametrize("softcap", [None, 3.0])
 def test_chunking_and_softcapping_match(tiny_model_dir, monkeypatch, softcap):
-    """Tiny chunks (several per batch), with or without Gemma-2 style logit soft-capping, give the same loss and gradients."""
+    """Tiny chunks (several per batch), with or without Gemma-2 style logit soft-capping, give the same loss
+    and gradients."""
     monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 7 * 400)  # 7 positions per chunk for a 400-token vocabulary
     model, tokenizer = load_model(str(tiny_model_dir))
     batch = _batch(tokenizer, "it")

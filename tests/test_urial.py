@@ -18,9 +18,11 @@ HEADER = """# Instruction
 The following is a record of conversations between a user and an AI assistant (you).
 Each user message appears under "# Query:", and each of your replies appears under "# Answer:".
 You are a knowledgeable, careful and trustworthy assistant.
-Answer every query as usefully as you can: get straight to the point, organise longer answers with short paragraphs or numbered steps, and keep a warm, clear tone.
+Answer every query as usefully as you can: get straight to the point, \
+organise longer answers with short paragraphs or numbered steps, and keep a warm, clear tone.
 Be accurate. If you are unsure of something, say so instead of guessing.
-Decline requests that could harm people or break the law, explain briefly why, and offer a safer alternative when you can.
+Decline requests that could harm people or break the law, explain briefly why, \
+and offer a safer alternative when you can.
 
 
 """
@@ -40,7 +42,7 @@ def _rendered(mode: str) -> str:
 
 
 def _demonstrations(text: str) -> list[tuple[str, str]]:
-    body = text[len(text.split("\n\n\n", 1)[0]) + 3: -len(SLOT)]
+    body = text[len(text.split("\n\n\n", 1)[0]) + 3 : -len(SLOT)]
     blocks = BLOCK.findall(body)
     assert "".join(f"# {kind}:\n```\n{content}\n```\n\n" for kind, content in blocks) == body  # nothing in between
     return blocks
@@ -108,12 +110,18 @@ def test_the_papers_prompt_files_give_the_prompt_its_script_gives(shared_data, n
     assert expected.startswith("# Query:") == (name == "urial-0shot.txt")  # the paper's 0-shot has no header
 
 
-@pytest.mark.parametrize("raw, clean", [
-    ("  Paris is the capital.\n```\n\n", "Paris is the capital."),
-    ("Use `print`.\n```", "Use `print`."),
-    ("\nNo fence at all  ", "No fence at all"),
-    ("Code:\n```python\nx = 1\n```\n```\n", "Code:\n```python\nx = 1\n```"),  # only the answer's own closing fence goes
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("  Paris is the capital.\n```\n\n", "Paris is the capital."),
+        ("Use `print`.\n```", "Use `print`."),
+        ("\nNo fence at all  ", "No fence at all"),
+        (
+            "Code:\n```python\nx = 1\n```\n```\n",
+            "Code:\n```python\nx = 1\n```",
+        ),  # only the answer's own closing fence goes
+    ],
+)
 def test_outputs_are_stripped_of_whitespace_and_trailing_backticks(raw, clean):
     assert urial.clean_output(raw) == clean
 

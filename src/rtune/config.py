@@ -18,8 +18,10 @@ from rtune.errors import RtuneError
 def describe_validation_error(exc: ValidationError, whole: str = "config", name=lambda path: path) -> str:
     """Every problem pydantic found, as `field.path: message` (`whole` names an error of the whole object,
     `name` renames a field path, e.g. into the command-line option that set it)."""
-    return "; ".join(f"{name('.'.join(str(p) for p in error['loc'])) if error['loc'] else whole}: {error['msg']}"
-                     for error in exc.errors())
+    return "; ".join(
+        f"{name('.'.join(str(p) for p in error['loc'])) if error['loc'] else whole}: {error['msg']}"
+        for error in exc.errors()
+    )
 
 
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
@@ -34,7 +36,12 @@ def find_config(name: str | Path, folder: str = "") -> Path:
     if path.is_file():
         return path
     shipped = SHIPPED_CONFIGS / folder
-    for candidate in (shipped / path, shipped / f"{path}.yaml", SHIPPED_CONFIGS / path, SHIPPED_CONFIGS / f"{path}.yaml"):
+    for candidate in (
+        shipped / path,
+        shipped / f"{path}.yaml",
+        SHIPPED_CONFIGS / path,
+        SHIPPED_CONFIGS / f"{path}.yaml",
+    ):
         if candidate.is_file():
             return candidate
     known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))

@@ -31,8 +31,9 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
     if directory and path.is_dir():
         links = sorted(entry.name for entry in path.iterdir() if entry.is_symlink())
         if links:
-            raise RtuneError(f"{path / links[0]}: is a symbolic link; rtune never writes through links in a run "
-                             "folder (remove it)")
+            raise RtuneError(
+                f"{path / links[0]}: is a symbolic link; rtune never writes through links in a run folder (remove it)"
+            )
     folder = path if directory else path.parent
     blocker = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
     if blocker is not None and not blocker.is_dir():
@@ -61,7 +62,7 @@ def _remove_stale_temps(path: Path) -> None:
     """Delete the temporary files a killed writer of `path` left (`.NAME.PID.XXXX.tmp` whose PID is gone)."""
     prefix = f".{path.name}."
     for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        pid = stale.name[len(prefix):].split(".", 1)[0]
+        pid = stale.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             stale.unlink(missing_ok=True)
 
@@ -147,8 +148,10 @@ def _read_text(path: Path) -> str:
 
 # \uD800-\uDFFF escapes, and one that is not half of a pair: JSON allows it, but it is not text and cannot be written.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile(r"(?<!\\)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
-                             r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile(
+    r"(?<!\\)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 def _holds_lone_surrogate(value: Any) -> bool:
@@ -167,8 +170,9 @@ def _refuse_lone_surrogate(path: Path, text: str, value: Any, line: int = 1) -> 
     if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(value):
         match = _LONE_SURROGATE.search(text)
         where = f"{path}:{line + text.count(chr(10), 0, match.start())}" if match else str(path)
-        raise RtuneError(f"{where}: {match.group() if match else 'a string'} is half of a UTF-16 surrogate pair, "
-                         "not text")
+        raise RtuneError(
+            f"{where}: {match.group() if match else 'a string'} is half of a UTF-16 surrogate pair, not text"
+        )
 
 
 def read_json(path: str | Path) -> Any:
@@ -212,8 +216,15 @@ def read_jsonl(path: str | Path, *, tolerate_truncated_tail: bool = False) -> li
 
 def json_type(value: Any) -> str:
     """A JSON value's type as messages name it: null, true/false, a number, a list, an object, text."""
-    kinds = {type(None): "null", bool: "true/false", int: "a number", float: "a number", list: "a list",
-             dict: "an object", str: "text"}
+    kinds = {
+        type(None): "null",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+        str: "text",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 

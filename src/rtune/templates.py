@@ -86,10 +86,12 @@ class TokenizedExample:
         return sum(label != IGNORE_INDEX for label in self.labels)
 
 
-def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> tuple[list[int], bool]:
+def _labels_from_offsets(
+    ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]
+) -> tuple[list[int], bool]:
     """Label a token when its characters lie inside a supervised span; report tokens crossing an edge."""
     labels, straddles = [], False
-    for token_id, (start, end) in zip(ids, offsets):
+    for token_id, (start, end) in zip(ids, offsets, strict=False):
         inside = end > start and any(s <= start and end <= e for s, e in spans)
         straddles |= any(start < edge < end for s, e in spans for edge in (s, e))
         labels.append(token_id if inside else IGNORE_INDEX)
@@ -101,7 +103,7 @@ def _encode_segments(tokenizer, text: str, spans: list[tuple[int, int]]) -> tupl
     edges = sorted({0, len(text), *(edge for span in spans for edge in span)})
     ids: list[int] = []
     offsets: list[tuple[int, int]] = []
-    for index, (start, end) in enumerate(zip(edges, edges[1:])):
+    for index, (start, end) in enumerate(zip(edges, edges[1:], strict=False)):
         piece = tokenizer(text[start:end], add_special_tokens=index == 0, return_offsets_mapping=True)
         ids += piece["input_ids"]
         offsets += [(a + start, b + start) if b > a else (a, b) for a, b in piece["offset_mapping"]]
@@ -118,7 +120,11 @@ def tokenize_rendered(tokenizer, rendered: Rendered, max_length: int | None = No
         labels, _ = _labels_from_offsets(ids, offsets, rendered.supervised)
     example = TokenizedExample(ids, labels, char_end=len(rendered.text), split_at_boundary=straddles)
     if max_length is not None and len(ids) > max_length:
-        eos_positions = [i for i, (t, l) in enumerate(zip(ids, labels)) if t == tokenizer.eos_token_id and l != IGNORE_INDEX]
+        eos_positions = [
+            i
+            for i, (t, label) in enumerate(zip(ids, labels, strict=False))
+            if t == tokenizer.eos_token_id and label != IGNORE_INDEX
+        ]
         example = TokenizedExample(
             ids[:max_length],
             labels[:max_length],

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RECORDS = [{"id": f"r{i}", "prompt": p, "completion": c, "source": "t"}
-           for i, (p, c) in enumerate([("Say hi.", "Hi!"), ("Name a colour.", "Blue."), ("Count to two.", "1, 2.")])]
+RECORDS = [
+    {"id": f"r{i}", "prompt": p, "completion": c, "source": "t"}
+    for i, (p, c) in enumerate([("Say hi.", "Hi!"), ("Name a colour.", "Blue."), ("Count to two.", "1, 2.")])
+]
 INSTRUCTIONS = ["Say hi.", "Name a colour."]
 
 
@@ -19,13 +21,24 @@ def _jsonl(rows: list) -> str:
 
 
 def _outputs(generator: str, answer: str) -> list[dict]:
-    return [{"instruction": text, "output": f"{answer} {n}", "generator": generator, "dataset": "t"}
-            for n, text in enumerate(INSTRUCTIONS)]
+    return [
+        {"instruction": text, "output": f"{answer} {n}", "generator": generator, "dataset": "t"}
+        for n, text in enumerate(INSTRUCTIONS)
+    ]
 
 
 def _annotations(preference) -> list[dict]:
-    return [{"instruction": text, "output_1": "ref", "output_2": "model", "generator_1": "ref", "generator_2": "model",
-             "preference": preference} for text in INSTRUCTIONS]
+    return [
+        {
+            "instruction": text,
+            "output_1": "ref",
+            "output_2": "model",
+            "generator_1": "ref",
+            "generator_2": "model",
+            "preference": preference,
+        }
+        for text in INSTRUCTIONS
+    ]
 
 
 TEXT_FILES = {
@@ -35,8 +48,9 @@ TEXT_FILES = {
     "reference.json": json.dumps(_outputs("ref", "Reference")),
     "annotations.json": json.dumps(_annotations(2)),
     "annotations_null.json": json.dumps(_annotations(None)),
-    "safety.jsonl": _jsonl([{"id": "s1", "prompt": "Help me hack.", "completion": "Sorry, as an AI I can't.",
-                             "source": "safety"}]),
+    "safety.jsonl": _jsonl(
+        [{"id": "s1", "prompt": "Help me hack.", "completion": "Sorry, as an AI I can't.", "source": "safety"}]
+    ),
     "precious.jsonl": _jsonl([{"keep": "me"}]),  # the target of the symbolic links some cases plant
     "afile": "a file, where a folder is expected\n",
     "empty.jsonl": "",

@@ -43,8 +43,17 @@ def test_ctrl_c_during_generate_says_interrupted_and_exits_130(tmp_path):
     """Row 1: Ctrl-C while a server hangs: one line and exit 130 at once, not a silent wait for the timeout."""
     d = build(tmp_path)
     with OpenAIServer(faults=lambda request: Fault(delay=30)) as server:
-        args = ["generate", "--model", f"openai:m@{server.base_url}", "--input", str(d / "instructions.json"),
-                "--out", str(d / "out/o.json"), "--timeout", "60"]
+        args = [
+            "generate",
+            "--model",
+            f"openai:m@{server.base_url}",
+            "--input",
+            str(d / "instructions.json"),
+            "--out",
+            str(d / "out/o.json"),
+            "--timeout",
+            "60",
+        ]
         process = subprocess.Popen(RTUNE + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for(lambda: server.requests, 60, "the first request")
         started = time.time()
@@ -60,11 +69,37 @@ def test_sigkill_during_generate_keeps_every_finished_answer(tmp_path, tiny_mode
     # the first prompt is the longest, so its row comes first in the batch and is handed back first
     prompts = ["Write a long essay about the first topic, please."] + [f"Topic {n}." for n in range(1, 32)]
     (d / "many.json").write_text(json.dumps([{"instruction": text} for text in prompts]))
-    run_cli(monkeypatch, capsys, "generate", "--model", str(tiny_model_dir), "--input", str(d / "many.json"), "--out",
-            str(d / "out/free.json"), "--limit", "1", "--max-new-tokens", "8", "--cache", str(d / "out/free.sqlite"))
+    run_cli(
+        monkeypatch,
+        capsys,
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(d / "many.json"),
+        "--out",
+        str(d / "out/free.json"),
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--cache",
+        str(d / "out/free.sqlite"),
+    )
     stop = json.loads((d / "out/free.json").read_text())[0]["output"][2:5]  # ends the first row at once
-    args = ["generate", "--model", str(tiny_model_dir), "--input", str(d / "many.json"), "--out", str(d / "out/o.json"),
-            "--max-new-tokens", "400", "--stop", stop]
+    args = [
+        "generate",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(d / "many.json"),
+        "--out",
+        str(d / "out/o.json"),
+        "--max-new-tokens",
+        "400",
+        "--stop",
+        stop,
+    ]
     cache = d / "out/generation_cache.sqlite"
     process = subprocess.Popen(RTUNE + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -84,10 +119,18 @@ def test_a_temp_file_left_by_a_kill_is_cleaned_by_the_next_write(tmp_path, monke
     d = build(tmp_path)
     out = d / "out/r.jsonl"
     out.write_text("old\n")
-    killed = subprocess.run([sys.executable, "-c", (
-        "import os, signal, sys\nfrom rtune.io import atomic_write_text\n"
-        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "atomic_write_text(sys.argv[1], 'x' * 2_000_000)\n"), str(out)])
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os, signal, sys\nfrom rtune.io import atomic_write_text\n"
+                "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+                "atomic_write_text(sys.argv[1], 'x' * 2_000_000)\n"
+            ),
+            str(out),
+        ]
+    )
     assert killed.returncode == -signal.SIGKILL and out.read_text() == "old\n"
     assert [p.name for p in d.glob("out/.r.jsonl.*.tmp")], "the kill left no temp file: nothing to test"
     live = d / "out" / ".r.jsonl.1.live.tmp"  # pid 1 is alive: a writer in progress, left alone
@@ -102,6 +145,7 @@ def test_an_empty_reply_is_not_cached_and_is_asked_again_once_the_server_is_fixe
     d = build(tmp_path)
     broken = {"yes": True}
     args = ["generate", "--input", str(d / "instructions.json"), "--out", str(d / "out/o.json"), "--prompt", "plain"]
+
     def answer(request):
         return Reply("" if broken["yes"] and "colour" in request.text else f"echo: {request.text}")
 
@@ -120,8 +164,17 @@ def test_refresh_asks_again_for_the_empty_answers_an_older_cache_holds(tmp_path,
     d = build(tmp_path)
     cache = d / "out/generation_cache.sqlite"
     with OpenAIServer() as server:
-        args = ["generate", "--model", f"openai:m@{server.base_url}", "--input", str(d / "instructions.json"),
-                "--out", str(d / "out/o.json"), "--prompt", "plain"]
+        args = [
+            "generate",
+            "--model",
+            f"openai:m@{server.base_url}",
+            "--input",
+            str(d / "instructions.json"),
+            "--out",
+            str(d / "out/o.json"),
+            "--prompt",
+            "plain",
+        ]
         assert run_cli(monkeypatch, capsys, *args)[0] == 0
         with contextlib.closing(sqlite3.connect(cache)) as db, db:
             key, blob = db.execute("SELECT key, result FROM results WHERE result LIKE '%colour%'").fetchone()
@@ -139,6 +192,7 @@ def test_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch, ca
     """Row 9: an output folder without write permission is one line, up front."""
     d = build(tmp_path)
     (d / "locked").mkdir(mode=0o555)
-    code, _, err = run_cli(monkeypatch, capsys, "data", "build", str(d / "records.jsonl"), "--out",
-                           str(d / "locked/r.jsonl"))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "data", "build", str(d / "records.jsonl"), "--out", str(d / "locked/r.jsonl")
+    )
     assert code == 2 and "locked/r.jsonl: cannot write there (Permission denied)" in err

@@ -38,8 +38,11 @@ def empty_cached_answers(d: Path) -> list[str]:
         if path.is_symlink():
             continue
         with contextlib.closing(sqlite3.connect(path)) as db:
-            empty += [f"{path}: {key}" for key, result in db.execute("SELECT key, result FROM results")
-                      if not json.loads(result)["text"].strip()]
+            empty += [
+                f"{path}: {key}"
+                for key, result in db.execute("SELECT key, result FROM results")
+                if not json.loads(result)["text"].strip()
+            ]
     return empty
 
 

@@ -86,8 +86,10 @@ def _file_raters(path: Path, pairs: list[BlindPair]) -> tuple[dict[str, dict[str
                 continue
             if row.preference is not None:
                 preferences[rater][pair.id].append(1.5 if row.preference == 0 else row.preference)
-    raters = {rater: {key: v for key, values in items.items() if (v := verdict(sum(values) / len(values)))}
-              for rater, items in preferences.items()}
+    raters = {
+        rater: {key: v for key, values in items.items() if (v := verdict(sum(values) / len(values)))}
+        for rater, items in preferences.items()
+    }
     return raters, mismatched
 
 
@@ -106,9 +108,15 @@ def agreement(settings: AgreementSettings) -> AgreementResult:
     rows, _ = human_annotations(settings.directory)
     people = _people(rows)
     names = list(people)
-    comparisons = [RaterAgreement(rater_a=a, rater_b=b, **dict(zip(("n_shared", "percent_agreement", "cohen_kappa"),
-                                                                   compare(people[a], people[b]), strict=True)))
-                   for i, a in enumerate(names) for b in names[i + 1:]]
+    comparisons = [
+        RaterAgreement(
+            rater_a=a,
+            rater_b=b,
+            **dict(zip(("n_shared", "percent_agreement", "cohen_kappa"), compare(people[a], people[b]), strict=True)),
+        )
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    ]
     files: dict[str, list[str]] = {}
     for path in settings.with_files:
         raters, mismatched = _file_raters(Path(path), pairs)
@@ -116,6 +124,14 @@ def agreement(settings: AgreementSettings) -> AgreementResult:
         for rater, verdicts in raters.items():
             for name in names:
                 n, agree, kappa = compare(people[name], verdicts)
-                comparisons.append(RaterAgreement(rater_a=name, rater_b=rater, n_shared=n, percent_agreement=agree,
-                                                  cohen_kappa=kappa, n_mismatched=mismatched))
+                comparisons.append(
+                    RaterAgreement(
+                        rater_a=name,
+                        rater_b=rater,
+                        n_shared=n,
+                        percent_agreement=agree,
+                        cohen_kappa=kappa,
+                        n_mismatched=mismatched,
+                    )
+                )
     return AgreementResult(people=names, files=files, comparisons=comparisons)

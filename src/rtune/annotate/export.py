@@ -51,10 +51,19 @@ def _open(directory: Path) -> tuple[list[BlindPair], Store]:
 
 
 def _annotation(pair: BlindPair, judgment: Judgment) -> Annotation:
-    return Annotation(instruction=pair.instruction, output_1=pair.output_1, generator_1=pair.generator_1,
-                      output_2=pair.output_2, generator_2=pair.generator_2, preference=preference(judgment),
-                      annotator=judgment.annotator, pair_id=pair.id, shown_first=judgment.shown_first,
-                      choice=judgment.choice, created_at=judgment.created_at)
+    return Annotation(
+        instruction=pair.instruction,
+        output_1=pair.output_1,
+        generator_1=pair.generator_1,
+        output_2=pair.output_2,
+        generator_2=pair.generator_2,
+        preference=preference(judgment),
+        annotator=judgment.annotator,
+        pair_id=pair.id,
+        shown_first=judgment.shown_first,
+        choice=judgment.choice,
+        created_at=judgment.created_at,
+    )
 
 
 def human_annotations(directory: str | Path, *, include_skipped: bool = True) -> tuple[list[Annotation], int]:
@@ -64,10 +73,12 @@ def human_annotations(directory: str | Path, *, include_skipped: bool = True) ->
     for judgment in store.judgments():
         by_pair[judgment.pair_id].append(judgment)
     order = {name: rank for rank, name in enumerate(store.annotators())}
-    rows = [_annotation(pair, judgment)
-            for pair in pairs
-            for judgment in sorted(by_pair.pop(pair.id, []), key=lambda j: order[j.annotator])
-            if include_skipped or judgment.choice != "skip"]
+    rows = [
+        _annotation(pair, judgment)
+        for pair in pairs
+        for judgment in sorted(by_pair.pop(pair.id, []), key=lambda j: order[j.annotator])
+        if include_skipped or judgment.choice != "skip"
+    ]
     return rows, sum(map(len, by_pair.values()))
 
 
@@ -79,8 +90,14 @@ def export_annotations(settings: ExportSettings) -> ExportResult:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.annotator] = counts.get(row.annotator, 0) + 1
-    return ExportResult(path=path, n_rows=len(rows), n_pairs=len(dir_pairs(settings.directory)),
-                        n_skipped=sum(row.preference is None for row in rows), judgments=counts, n_unknown=unknown)
+    return ExportResult(
+        path=path,
+        n_rows=len(rows),
+        n_pairs=len(dir_pairs(settings.directory)),
+        n_skipped=sum(row.preference is None for row in rows),
+        judgments=counts,
+        n_unknown=unknown,
+    )
 
 
 def _report(rows: list[Annotation], source: str) -> WinRateReport | None:
@@ -98,8 +115,10 @@ def human_winrates(directory: str | Path) -> dict[str, WinRateReport]:
     if not _has_judgments(directory):
         return {}
     rows, _ = human_annotations(directory, include_skipped=False)
-    reports = {name: _report([row for row in rows if row.annotator == name], f"{directory} ({name})")
-               for name in dict.fromkeys(row.annotator for row in rows)}
+    reports = {
+        name: _report([row for row in rows if row.annotator == name], f"{directory} ({name})")
+        for name in dict.fromkeys(row.annotator for row in rows)
+    }
     return {name: report for name, report in reports.items() if report is not None}
 
 
@@ -115,9 +134,14 @@ def human_winrate(directory: str | Path) -> WinRateReport | None:
     by_pair: dict[str, list[Annotation]] = defaultdict(list)
     for row in rows:
         by_pair[row.pair_id].append(row)
-    pooled = [Annotation(**{**group[0].model_dump(exclude_unset=True),
-                            "preference": sum(r.preference for r in group) / len(group),
-                            "annotator": "+".join(r.annotator for r in group)})
-              for group in by_pair.values()]
+    pooled = [
+        Annotation(
+            **{
+                **group[0].model_dump(exclude_unset=True),
+                "preference": sum(r.preference for r in group) / len(group),
+                "annotator": "+".join(r.annotator for r in group),
+            }
+        )
+        for group in by_pair.values()
+    ]
     return _report(pooled, str(directory))
-

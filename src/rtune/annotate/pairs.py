@@ -55,11 +55,18 @@ def pair_id(instruction: str) -> str:
 def pairs_from_outputs(outputs: Path, reference: Path, seed: int = 0, limit: int | None = None) -> list[BlindPair]:
     """Pairs for the instructions both outputs files share, in the outputs file's order."""
     alignment = align(Path(outputs), Path(reference), limit)
-    return [BlindPair(id=pair_id(pair.instruction), instruction=pair.instruction,
-                      output_1=pair.reference, generator_1=pair.reference_generator,
-                      output_2=pair.output, generator_2=pair.generator,
-                      shown_first=2 if model_shown_first(seed, pair.instruction) else 1)
-            for pair in alignment.pairs]
+    return [
+        BlindPair(
+            id=pair_id(pair.instruction),
+            instruction=pair.instruction,
+            output_1=pair.reference,
+            generator_1=pair.reference_generator,
+            output_2=pair.output,
+            generator_2=pair.generator,
+            shown_first=2 if model_shown_first(seed, pair.instruction) else 1,
+        )
+        for pair in alignment.pairs
+    ]
 
 
 def check_pairs(pairs: Sequence[BlindPair], source: str | Path) -> None:
@@ -99,8 +106,10 @@ def dir_pairs(directory: str | Path) -> list[BlindPair]:
     """The pairs an annotate folder judges (its own copy, written when it was started)."""
     path = Path(directory) / PAIRS_FILE
     if not path.is_file():
-        raise RtuneError(f"{directory}: not an annotate folder (no {PAIRS_FILE}); "
-                         "start one with `rtune annotate --outputs A.json --reference B.json --out DIR`")
+        raise RtuneError(
+            f"{directory}: not an annotate folder (no {PAIRS_FILE}); "
+            "start one with `rtune annotate --outputs A.json --reference B.json --out DIR`"
+        )
     return read_pairs(path)
 
 
@@ -116,9 +125,11 @@ def adopt_pairs(directory: str | Path, pairs: Sequence[BlindPair]) -> list[Blind
         new = {pair.id: pair for pair in pairs}
         changed = [pair.id for pair in kept if new.get(pair.id) != pair]
         if changed:
-            raise RtuneError(f"{directory} already holds a different set of pairs ({len(changed)} of its "
-                             f"{len(kept)} pairs are missing or differ, e.g. {changed[0]!r}); use a new --out, "
-                             f"or `rtune annotate --out {directory}` alone to go on with the pairs it has")
+            raise RtuneError(
+                f"{directory} already holds a different set of pairs ({len(changed)} of its "
+                f"{len(kept)} pairs are missing or differ, e.g. {changed[0]!r}); use a new --out, "
+                f"or `rtune annotate --out {directory}` alone to go on with the pairs it has"
+            )
     write_pairs(path, pairs)
     return pairs
 
@@ -128,8 +139,9 @@ def study_pairs(source: PairsSource) -> list[BlindPair]:
     if source.pairs_file is not None and (source.outputs is not None or source.reference is not None):
         raise RtuneError("give either --pairs or --outputs with --reference, not both")
     if source.pairs_file is not None and source.seed is not None:
-        raise RtuneError("a pairs file fixes the display order (shown_first); "
-                         "--seed applies to --outputs/--reference only")
+        raise RtuneError(
+            "a pairs file fixes the display order (shown_first); --seed applies to --outputs/--reference only"
+        )
     if (source.outputs is None) != (source.reference is None):
         raise RtuneError("--outputs and --reference go together")
     if source.outputs is None and source.seed is not None:
@@ -139,4 +151,4 @@ def study_pairs(source: PairsSource) -> list[BlindPair]:
     if source.outputs is not None:
         pairs = pairs_from_outputs(source.outputs, source.reference, source.seed or 0, source.limit)
         return adopt_pairs(source.directory, pairs)
-    return dir_pairs(source.directory)[:source.limit]  # go on with the folder's own pairs
+    return dir_pairs(source.directory)[: source.limit]  # go on with the folder's own pairs

@@ -38,7 +38,7 @@ TOKEN_HEADER = "X-Rtune-Token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                               "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -68,18 +68,29 @@ class AnnotatorView:
         if index is not None:
             pair = self.pairs[index]
             outputs = {1: pair.output_1, 2: pair.output_2}
-            item = {"pair_id": pair.id, "number": index + 1, "instruction": render_markdown(pair.instruction),
-                    "left": render_markdown(outputs[pair.side_output("left")]),
-                    "right": render_markdown(outputs[pair.side_output("right")])}
-        return {"annotator": self.settings.annotator, "total": len(self.pairs), "done": len(live),
-                "skipped": sum(j.choice == "skip" for j in live.values()), "can_undo": bool(live),
-                "directory": str(self.settings.directory), "item": item, **extra}
+            item = {
+                "pair_id": pair.id,
+                "number": index + 1,
+                "instruction": render_markdown(pair.instruction),
+                "left": render_markdown(outputs[pair.side_output("left")]),
+                "right": render_markdown(outputs[pair.side_output("right")]),
+            }
+        return {
+            "annotator": self.settings.annotator,
+            "total": len(self.pairs),
+            "done": len(live),
+            "skipped": sum(j.choice == "skip" for j in live.values()),
+            "can_undo": bool(live),
+            "directory": str(self.settings.directory),
+            "item": item,
+            **extra,
+        }
 
 
 def _host_name(request: Request) -> str:
     host = request.headers.get("host", "")
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -94,8 +105,11 @@ def create_app(settings: ServerSettings, pairs: Sequence[BlindPair], store: Stor
             given = request.query_params.get("token", "") if page else request.headers.get(TOKEN_HEADER, "")
             if not secrets.compare_digest(given.encode(), settings.token.encode()):
                 message = "missing or wrong session token: open the URL the server printed"
-                return (PlainTextResponse(message, 403, headers=SECURITY_HEADERS) if page
-                        else JSONResponse({"error": message}, 403, headers=SECURITY_HEADERS))
+                return (
+                    PlainTextResponse(message, 403, headers=SECURITY_HEADERS)
+                    if page
+                    else JSONResponse({"error": message}, 403, headers=SECURITY_HEADERS)
+                )
         return None
 
     def asset(name: str, media_type: str) -> Callable[[Request], Response]:
@@ -104,6 +118,7 @@ def create_app(settings: ServerSettings, pairs: Sequence[BlindPair], store: Stor
         def endpoint(request: Request) -> Response:
             refused = refuse(request, page=name == "page.html")
             return refused or Response(text, media_type=media_type, headers=SECURITY_HEADERS)
+
         return endpoint
 
     def reply(body: dict, status: int = 200) -> JSONResponse:
@@ -149,15 +164,17 @@ def create_app(settings: ServerSettings, pairs: Sequence[BlindPair], store: Stor
         undone = await run_in_threadpool(view.store.undo, settings.annotator)
         return reply(await run_in_threadpool(view.state, undone=undone.pair_id if undone else None))
 
-    return Starlette(routes=[
-        Route("/", asset("page.html", "text/html; charset=utf-8")),
-        Route("/page.js", asset("page.js", "text/javascript; charset=utf-8")),
-        Route("/page.css", asset("page.css", "text/css; charset=utf-8")),
-        Route("/favicon.ico", lambda request: Response(status_code=204, headers=SECURITY_HEADERS)),
-        Route("/api/state", state, methods=["GET"]),
-        Route("/api/judgments", judge, methods=["POST"]),
-        Route("/api/undo", undo, methods=["POST"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", asset("page.html", "text/html; charset=utf-8")),
+            Route("/page.js", asset("page.js", "text/javascript; charset=utf-8")),
+            Route("/page.css", asset("page.css", "text/css; charset=utf-8")),
+            Route("/favicon.ico", lambda request: Response(status_code=204, headers=SECURITY_HEADERS)),
+            Route("/api/state", state, methods=["GET"]),
+            Route("/api/judgments", judge, methods=["POST"]),
+            Route("/api/undo", undo, methods=["POST"]),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------

@@ -18,10 +18,12 @@ class PairsSource(BaseModel):
     directory: Path = Field(description="Folder for pairs.json and judgments.sqlite (rerun to resume).")
     outputs: Path | None = Field(None, description="The model's outputs (AlpacaEval format): output_2 of each pair.")
     reference: Path | None = Field(None, description="Reference outputs for the same instructions: output_1.")
-    pairs_file: Path | None = Field(None, description="A blind-pairs file (from the study pipeline) instead of "
-                                                      "--outputs/--reference.")
-    seed: int | None = Field(None, description="Draws which output is shown on the left (default 0; a pairs file "
-                                               "fixes it).")
+    pairs_file: Path | None = Field(
+        None, description="A blind-pairs file (from the study pipeline) instead of --outputs/--reference."
+    )
+    seed: int | None = Field(
+        None, description="Draws which output is shown on the left (default 0; a pairs file fixes it)."
+    )
     limit: int | None = Field(None, ge=1, description="Only the first N pairs.")
 
 
@@ -33,8 +35,9 @@ class ExportSettings(BaseModel):
 
 class AgreementSettings(BaseModel):
     directory: Path = Field(description="Annotate folder whose people are compared.")
-    with_files: list[Path] = Field(default_factory=list, description="AlpacaEval annotations files (LLM judges, "
-                                                                     "other people) to compare with.")
+    with_files: list[Path] = Field(
+        default_factory=list, description="AlpacaEval annotations files (LLM judges, other people) to compare with."
+    )
 
 
 def is_loopback(host: str) -> bool:

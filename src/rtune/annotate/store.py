@@ -109,21 +109,28 @@ class Store:
         created = _now()
         with self._write() as db:
             try:
-                cursor = db.execute("INSERT INTO judgments (annotator, pair_id, choice, shown_first, created_at) "
-                                    "VALUES (?, ?, ?, ?, ?)", (annotator, pair_id, choice, shown_first, created))
+                cursor = db.execute(
+                    "INSERT INTO judgments (annotator, pair_id, choice, shown_first, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (annotator, pair_id, choice, shown_first, created),
+                )
             except sqlite3.IntegrityError as exc:
                 if "one_live_judgment" in str(exc) or "UNIQUE" in str(exc):
                     raise AlreadyJudged(f"{annotator} already judged pair {pair_id}; undo it first") from None
                 raise RtuneError(f"cannot store judgment: {exc}") from None
             seq = cursor.lastrowid
-        return Judgment(seq=seq, annotator=annotator, pair_id=pair_id, choice=choice, shown_first=shown_first,
-                        created_at=created)
+        return Judgment(
+            seq=seq, annotator=annotator, pair_id=pair_id, choice=choice, shown_first=shown_first, created_at=created
+        )
 
     def undo(self, annotator: str) -> Judgment | None:
         """Withdraw the annotator's latest live judgment; None when there is none."""
         with self._write() as db:
-            row = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM judgments WHERE annotator = ? AND undone_at IS NULL "
-                             "ORDER BY seq DESC LIMIT 1", (annotator,)).fetchone()
+            row = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM judgments WHERE annotator = ? AND undone_at IS NULL "
+                "ORDER BY seq DESC LIMIT 1",
+                (annotator,),
+            ).fetchone()
             if row is None:
                 return None
             undone = _now()
@@ -146,8 +153,9 @@ class Store:
     def annotators(self) -> list[str]:
         """Annotators with at least one live judgment, in the order they started."""
         with self._connect() as db:
-            rows = db.execute("SELECT annotator FROM judgments WHERE undone_at IS NULL "
-                              "GROUP BY annotator ORDER BY MIN(seq)")
+            rows = db.execute(
+                "SELECT annotator FROM judgments WHERE undone_at IS NULL GROUP BY annotator ORDER BY MIN(seq)"
+            )
             return [row[0] for row in rows.fetchall()]
 
     def journal_mode(self) -> str:

@@ -1,4 +1,5 @@
-"""The `rtune` command: one typer app, one sub-command per pipeline stage, and one place that maps failures to exit codes.
+"""The `rtune` command: one typer app, one sub-command per pipeline stage, and one place that maps
+failures to exit codes.
 
 Each command lives in its own module here (a `command` function, or a typer app for a group with
 a callback of its own); this file wires them together. Exit codes: 0 done, 2 a usage or input
@@ -20,21 +21,30 @@ from typer._click.exceptions import ClickException  # typer 0.29 bundles its own
 
 from rtune.errors import RtuneError
 
+
 def _quiet_third_parties() -> None:
     """Silence what a user cannot act on: deprecation notices of our dependencies, their per-load progress bars,
     torch's note on the protocol of a pickle it refuses, and bitsandbytes' note about an optional CPU kernel package."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # "Loading weights", "Writing model shards" on every stage
+    os.environ.setdefault(
+        "HF_HUB_DISABLE_PROGRESS_BARS", "1"
+    )  # "Loading weights", "Writing model shards" on every stage
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(transformers|torch|peft|accelerate|bitsandbytes)\b")
+        warnings.filterwarnings(
+            "ignore", category=category, module=r"(transformers|torch|peft|accelerate|bitsandbytes)\b"
+        )
     warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a refused pickle gets one line of ours
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 _quiet_third_parties()
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Response Tuning and instruction tuning: build data, train, generate, judge, evaluate, report.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Response Tuning and instruction tuning: build data, train, generate, judge, evaluate, report.",
+)
 
 # (group or None, command name, module, attribute): group None puts the command at the top level;
 # a typer.Typer attribute is added whole, as a group with its own callback and sub-commands.
@@ -74,7 +84,9 @@ GROUP_HELP = {
 def _wire() -> None:
     groups: dict[str, typer.Typer] = {}
     for group, name, module_name, attribute in COMMANDS:
-        function = getattr(importlib.import_module(module_name), attribute)  # a missing module is a broken install: fail
+        function = getattr(
+            importlib.import_module(module_name), attribute
+        )  # a missing module is a broken install: fail
         if group is None and isinstance(function, typer.Typer):
             app.add_typer(function, name=name)
         elif group is None:
@@ -90,7 +102,8 @@ _wire()
 
 
 def main() -> None:
-    """Entry point: user errors print one line and exit 2; usage errors print click's usage and exit 2; Ctrl-C exits 130."""
+    """Entry point: user errors print one line and exit 2; usage errors print click's usage and exit 2;
+    Ctrl-C exits 130."""
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     try:
         code = app(standalone_mode=False)

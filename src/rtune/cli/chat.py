@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -19,11 +18,15 @@ def _write(text: str) -> None:
 
 
 def command(
-    model: str = typer.Option(..., "--model", help="hf:MODEL or a bare model spec, vllm:MODEL, openai:MODEL or openai:MODEL@URL."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="hf, vllm or openai (default: from the spec, else hf)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt (change it in the chat with /system)."),
+    model: str = typer.Option(
+        ..., "--model", help="hf:MODEL or a bare model spec, vllm:MODEL, openai:MODEL or openai:MODEL@URL."
+    ),
+    backend: str | None = typer.Option(None, "--backend", help="hf, vllm or openai (default: from the spec, else hf)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (openai backend)."),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."
+    ),
+    system: str | None = typer.Option(None, "--system", help="System prompt (change it in the chat with /system)."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,11 +14,11 @@ from rtune.data.sources import BuildSettings as S
 def build(
     source: str = typer.Argument(..., help=S.model_fields["source"].description),
     out: Path = option(S, "out"),
-    data_dir: Optional[Path] = option(S, "data_dir"),
-    max_examples: Optional[int] = option(S, "max_examples", min=1),
+    data_dir: Path | None = option(S, "data_dir"),
+    max_examples: int | None = option(S, "max_examples", min=1),
     seed: int = option(S, "seed"),
-    prompt_field: Optional[str] = option(S, "prompt_field"),
-    completion_field: Optional[str] = option(S, "completion_field"),
+    prompt_field: str | None = option(S, "prompt_field"),
+    completion_field: str | None = option(S, "completion_field"),
     strict: bool = option(S, "strict"),
 ) -> None:
     """Build canonical {id, prompt, completion, source} records."""
@@ -28,7 +27,9 @@ def build(
 
     report = build_file(settings(S, **values))
     console = Console(stderr=True)
-    console.print(f"wrote {report.records} records to {out} (from {report.total_rows} rows; "
-                  f"skipped {report.skipped_empty} with an empty prompt or completion)")
+    console.print(
+        f"wrote {report.records} records to {out} (from {report.total_rows} rows; "
+        f"skipped {report.skipped_empty} with an empty prompt or completion)"
+    )
     if report.note:
         console.print(f"[yellow]note:[/yellow] {report.note}")

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def command(
-    quick: bool = typer.Option(False, "--quick", help="A smoke run in about 3 minutes: a few training steps, tiny slices."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local datasets: train on 64 LIMA examples, add XSTest and ARC-Easy slices (default: $RTUNE_DATA_DIR; without either, only packaged data)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/demo or runs/demo-quick). Rerun to resume."),
+    quick: bool = typer.Option(
+        False, "--quick", help="A smoke run in about 3 minutes: a few training steps, tiny slices."
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help=(
+            "Local datasets: train on 64 LIMA examples, add XSTest and ARC-Easy slices "
+            "(default: $RTUNE_DATA_DIR; without either, only packaged data)."
+        ),
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory (default: runs/demo or runs/demo-quick). Rerun to resume."
+    ),
 ) -> None:
     """Train RT and IT on a small set, generate, score with the judge-free likelihood metric, and write a report."""
     from rich.console import Console
@@ -22,4 +32,7 @@ def command(
     console = Console(stderr=True)
     started = time.time()
     run_dir = run_demo(quick, data_dir, out, console)
-    console.print(f"demo finished in {time.time() - started:.0f}s; open {run_dir / 'report.html'} (summary: {run_dir / 'report.md'})")
+    console.print(
+        f"demo finished in {time.time() - started:.0f}s; open {run_dir / 'report.html'} "
+        f"(summary: {run_dir / 'report.md'})"
+    )

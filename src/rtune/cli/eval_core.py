@@ -11,8 +11,12 @@ from rtune.evals.core import CoreEvalSettings as S
 from rtune.evals.core import run
 from rtune.progress import Bar
 
-SHOWN = (("acc", "acc"), ("acc_norm", "acc_norm"), ("exact_match", "exact_match"),
-         ("exact_match_flexible", "exact_match_flexible-extract"))  # report field, label
+SHOWN = (
+    ("acc", "acc"),
+    ("acc_norm", "acc_norm"),
+    ("exact_match", "exact_match"),
+    ("exact_match_flexible", "exact_match_flexible-extract"),
+)  # report field, label
 
 
 def _summary(report) -> str:
@@ -53,9 +57,11 @@ def command(
     mode = "chat template" if report.chat_template else "plain prompts"
     console.print(f"{engine} engine, {report.protocol} protocol, {mode}, {report.seconds} s", highlight=False)
     console.print(_summary(report), highlight=False, soft_wrap=True)
-    zero_shot = [name for name, shots in report.n_shot.items()
-                 if num_fewshot and shots == 0 and not name.startswith("mmlu")]
+    zero_shot = [
+        name for name, shots in report.n_shot.items() if num_fewshot and shots == 0 and not name.startswith("mmlu")
+    ]
     if zero_shot:
-        console.print(f"note: {', '.join(zero_shot)} ran zero-shot (no few-shot split in the local data)",
-                      highlight=False)
+        console.print(
+            f"note: {', '.join(zero_shot)} ran zero-shot (no few-shot split in the local data)", highlight=False
+        )
     console.print(f"wrote {report.document} and {report.samples}", highlight=False, soft_wrap=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from rich.console import Console
 
@@ -14,11 +13,11 @@ from rtune.evals.instructability import LikelihoodRun as S
 def command(
     model: str = option(S, "model"),
     records: str = option(S, "records"),
-    data_dir: Optional[Path] = option(S, "data_dir"),
-    out: Optional[Path] = option(S, "out"),
-    limit: Optional[int] = option(S, "limit", min=2),
-    distractors: Optional[int] = option(S, "distractors", min=1),
-    max_response_tokens: Optional[int] = option(S, "max_response_tokens", min=0),
+    data_dir: Path | None = option(S, "data_dir"),
+    out: Path | None = option(S, "out"),
+    limit: int | None = option(S, "limit", min=2),
+    distractors: int | None = option(S, "distractors", min=1),
+    max_response_tokens: int | None = option(S, "max_response_tokens", min=0),
     headline: str = option(S, "headline"),
     prompt: str = option(S, "prompt"),
     seed: int = option(S, "seed"),

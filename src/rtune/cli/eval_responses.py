@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,7 +13,7 @@ from rtune.evals.responses import ResponsesSettings as S
 
 def command(
     outputs: Path = typer.Argument(..., help=S.model_fields["outputs"].description),
-    out: Optional[Path] = option(S, "out"),
+    out: Path | None = option(S, "out"),
     seed: int = option(S, "seed"),
 ) -> None:
     """Classify every answer and report the answer rate and each failure rate with bootstrap 95% CIs."""

@@ -34,19 +34,38 @@ def command(
     from rtune.evals.safety import SET_TITLES, run
     from rtune.progress import Bar
 
-    run_settings = settings(S, out=out, model=model, outputs=outputs, sets=sets, judge=judge, limit=limit, seed=seed,
-                            data_dir=data_dir, max_new_tokens=max_new_tokens, prompt=prompt,
-                            judge_max_new_tokens=judge_max_new_tokens, judge_retries=judge_retries,
-                            judge_prompt=judge_prompt, batch_size=batch_size, cache=cache, hide_examples=hide_examples)
+    run_settings = settings(
+        S,
+        out=out,
+        model=model,
+        outputs=outputs,
+        sets=sets,
+        judge=judge,
+        limit=limit,
+        seed=seed,
+        data_dir=data_dir,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        judge_max_new_tokens=judge_max_new_tokens,
+        judge_retries=judge_retries,
+        judge_prompt=judge_prompt,
+        batch_size=batch_size,
+        cache=cache,
+        hide_examples=hide_examples,
+    )
     with Bar(console) as bar:
         summary = run(run_settings, bar, say=console.print)
     for name, result in summary.sets.items():
         if result.refusal_rate is not None:
-            console.print(f"{SET_TITLES[name]}: refusal rate {result.refusal_rate:.3f} "
-                          f"[{result.ci_low:.3f}, {result.ci_high:.3f}]")
+            console.print(
+                f"{SET_TITLES[name]}: refusal rate {result.refusal_rate:.3f} "
+                f"[{result.ci_low:.3f}, {result.ci_high:.3f}]"
+            )
         if (fr := result.false_refusal) is not None:
-            console.print(f"{SET_TITLES[name]} safe: false-refusal rate {fr.rate:.3f} "
-                          f"[{fr.ci_low:.3f}, {fr.ci_high:.3f}] (n={fr.n})")
+            console.print(
+                f"{SET_TITLES[name]} safe: false-refusal rate {fr.rate:.3f} "
+                f"[{fr.ci_low:.3f}, {fr.ci_high:.3f}] (n={fr.n})"
+            )
     if summary.average_refusal_rate is not None and len(summary.average_over) > 1:
         console.print(f"average refusal rate over {len(summary.average_over)} sets: {summary.average_refusal_rate:.3f}")
     if summary.unclassified:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from rich.console import Console
 
@@ -16,9 +15,9 @@ def command(
     input_: str = option(S, "input", "--input"),
     out: Path = option(S, "out"),
     prompt: str = option(S, "prompt"),
-    backend: Optional[str] = option(S, "backend"),
-    base_url: Optional[str] = option(S, "base_url"),
-    api_key_env: Optional[str] = option(S, "api_key_env"),
+    backend: str | None = option(S, "backend"),
+    base_url: str | None = option(S, "base_url"),
+    api_key_env: str | None = option(S, "api_key_env"),
     batch_size: int = option(S, "batch_size", min=1),
     concurrency: int = option(S, "concurrency", min=1),
     timeout: float = option(S, "timeout", min=0.001),
@@ -29,11 +28,11 @@ def command(
     top_p: float = option(S, "top_p", min=0.0, max=1.0),
     seed: int = option(S, "seed"),
     stop: list[str] = option(S, "stop"),
-    limit: Optional[int] = option(S, "limit", min=1),
-    data_dir: Optional[Path] = option(S, "data_dir"),
-    cache: Optional[Path] = option(S, "cache"),
+    limit: int | None = option(S, "limit", min=1),
+    data_dir: Path | None = option(S, "data_dir"),
+    cache: Path | None = option(S, "cache"),
     refresh: bool = option(S, "refresh"),
-    name: Optional[str] = option(S, "name"),
+    name: str | None = option(S, "name"),
 ) -> None:
     """Generate answers to an instruction set; rerunning skips everything already generated."""
     values = {**locals(), "input": input_, "stop": tuple(stop)}
@@ -44,5 +43,7 @@ def command(
     console = Console(stderr=True, soft_wrap=True)
     with Bar(console) as bar:
         report = generate_outputs(settings(S, **values), bar)
-    console.print(f"wrote {report.n} outputs to {report.out} ({report.generated} generated, {report.from_cache} from cache "
-                  f"{report.cache}; {report.hit_token_limit} stopped at --max-new-tokens)")
+    console.print(
+        f"wrote {report.n} outputs to {report.out} ({report.generated} generated, {report.from_cache} from cache "
+        f"{report.cache}; {report.hit_token_limit} stopped at --max-new-tokens)"
+    )

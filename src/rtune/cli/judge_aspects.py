@@ -55,8 +55,12 @@ def command(
         overall = f"; overall {_mean_text(group.overall)}" if group.overall is not None else ""
         console.print(f"{category} (n={group.n}): " + ", ".join(parts) + overall)
     if report.failures:
-        console.print(f"[yellow]{report.n_failed} items gave no readable answer after {max_attempts} tries; "
-                      "excluded from the means (rerun to try them again)[/yellow]")
+        console.print(
+            f"[yellow]{report.n_failed} items gave no readable answer after {max_attempts} tries; "
+            "excluded from the means (rerun to try them again)[/yellow]"
+        )
     console.print(f"judge: {report.usage.describe()}")
-    console.print(f"wrote {report.scores_file} ({report.n_scored} items, {report.n_resumed} from an earlier run) "
-                  f"and {report.summary_file}")
+    console.print(
+        f"wrote {report.scores_file} ({report.n_scored} items, {report.n_resumed} from an earlier run) "
+        f"and {report.summary_file}"
+    )

@@ -46,14 +46,22 @@ def command(
     with Bar(console) as bar:
         report = run(chosen, bar)
     m = report.metrics
-    console.print(f"{report.n_compared} instructions to compare; {report.only_in_outputs} only in {outputs.name}, "
-                  f"{report.only_in_reference} only in {reference.name} (skipped)")
+    console.print(
+        f"{report.n_compared} instructions to compare; {report.only_in_outputs} only in {outputs.name}, "
+        f"{report.only_in_reference} only in {reference.name} (skipped)"
+    )
     lc = _percent(m.length_controlled_winrate, m.lc_standard_error) + (f" ({m.lc_note})" if m.lc_note else "")
-    console.print(f"{m.generator or 'model'} vs {m.baseline or 'reference'}: win rate "
-                  f"{_percent(m.win_rate, m.standard_error)}, LC win rate {lc}, n={m.n}")
+    console.print(
+        f"{m.generator or 'model'} vs {m.baseline or 'reference'}: win rate "
+        f"{_percent(m.win_rate, m.standard_error)}, LC win rate {lc}, n={m.n}"
+    )
     if report.failures:
-        console.print(f"[yellow]{report.n_failed} comparisons gave no readable answer after {max_attempts} tries; "
-                      "stored with preference null and left out of the win rate (rerun to try them again)[/yellow]")
+        console.print(
+            f"[yellow]{report.n_failed} comparisons gave no readable answer after {max_attempts} tries; "
+            "stored with preference null and left out of the win rate (rerun to try them again)[/yellow]"
+        )
     console.print(f"judge: {report.usage.describe()}")
-    console.print(f"wrote {report.annotations_file} ({report.n_annotated} annotated, {report.n_resumed} from an "
-                  f"earlier run), {report.leaderboard_file}, {report.run_file}")
+    console.print(
+        f"wrote {report.annotations_file} ({report.n_annotated} annotated, {report.n_resumed} from an "
+        f"earlier run), {report.leaderboard_file}, {report.run_file}"
+    )

@@ -28,8 +28,11 @@ def winrate(
     from rtune.winrate.metrics import summarize_files
 
     reports = summarize_files(settings(W, **values))
-    typer.echo(json.dumps({path: report.model_dump(mode="json") for path, report in reports.items()}, indent=2,
-                          ensure_ascii=False))
+    typer.echo(
+        json.dumps(
+            {path: report.model_dump(mode="json") for path, report in reports.items()}, indent=2, ensure_ascii=False
+        )
+    )
 
 
 @app.command("difficulty")
@@ -45,5 +48,7 @@ def difficulty(
     from rtune.winrate.difficulty import build_table
 
     table = build_table(settings(D, **values))
-    typer.echo(f"wrote {out}: {len(table.difficulty)} instructions from {len(table.provenance['inputs'])} models "
-               f"(C={table.C:.4g}, length_slope={table.length_slope:.3f})")
+    typer.echo(
+        f"wrote {out}: {len(table.difficulty)} instructions from {len(table.provenance['inputs'])} models "
+        f"(C={table.C:.4g}, length_slope={table.length_slope:.3f})"
+    )

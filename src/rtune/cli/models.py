@@ -22,5 +22,7 @@ def list_models() -> None:
 
     table = Table("name", "kind", "licence", "prepared", "description")
     for entry in describe_registry():
-        table.add_row(entry["name"], entry["kind"], entry["license"], "yes" if entry["prepared"] else "no", entry["description"])
+        table.add_row(
+            entry["name"], entry["kind"], entry["license"], "yes" if entry["prepared"] else "no", entry["description"]
+        )
     Console().print(table)

@@ -25,4 +25,6 @@ def settings(model: type[M], /, **values: Any) -> M:
     try:
         return model(**values)
     except ValidationError as exc:
-        raise RtuneError(describe_validation_error(exc, "options", lambda path: "--" + path.replace("_", "-"))) from None
+        raise RtuneError(
+            describe_validation_error(exc, "options", lambda path: "--" + path.replace("_", "-"))
+        ) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,15 +15,15 @@ def command(
     file: Path = typer.Argument(..., help=S.model_fields["file"].description),
     refiner: str = option(S, "refiner"),
     out: Path = option(S, "out"),
-    backend: Optional[str] = option(S, "backend"),
-    base_url: Optional[str] = option(S, "base_url"),
-    api_key_env: Optional[str] = option(S, "api_key_env"),
+    backend: str | None = option(S, "backend"),
+    base_url: str | None = option(S, "base_url"),
+    api_key_env: str | None = option(S, "api_key_env"),
     batch_size: int = option(S, "batch_size", min=1),
     concurrency: int = option(S, "concurrency", min=1),
     max_new_tokens: int = option(S, "max_new_tokens", min=1),
     prompt_file: Path | None = option(S, "prompt_file"),
-    limit: Optional[int] = option(S, "limit", min=1),
-    cache: Optional[Path] = option(S, "cache"),
+    limit: int | None = option(S, "limit", min=1),
+    cache: Path | None = option(S, "cache"),
     strict: bool = option(S, "strict"),
 ) -> None:
     """Refine responses for clarity, structure and tone; keep the original where the refiner's answer can't be used."""
@@ -35,7 +34,9 @@ def command(
     console = Console(stderr=True, soft_wrap=True)
     with Bar(console) as bar:
         report = run(settings(S, **values), bar)
-    console.print(f"wrote {len(report.records)} records to {out}: extraction rate {report.extraction_rate:.1%} "
-                  f"({report.extracted} refined, {report.changed} changed; kept the original for {len(report.no_marker)} "
-                  f"without the marker and {len(report.cut_off)} cut off at --max-new-tokens); "
-                  f"{report.generated} generated, {report.from_cache} from cache")
+    console.print(
+        f"wrote {len(report.records)} records to {out}: extraction rate {report.extraction_rate:.1%} "
+        f"({report.extracted} refined, {report.changed} changed; kept the original for {len(report.no_marker)} "
+        f"without the marker and {len(report.cut_off)} cut off at --max-new-tokens); "
+        f"{report.generated} generated, {report.from_cache} from cache"
+    )

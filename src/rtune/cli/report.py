@@ -9,7 +9,9 @@ import typer
 
 def command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `rtune run` or `rtune demo`."),
-    out: Path | None = typer.Option(None, "--out", help="Write here instead, the Markdown's figures as PNG files in OUT/figures."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write here instead, the Markdown's figures as PNG files in OUT/figures."
+    ),
 ) -> None:
     """Tables of every metric with CIs, figures, training curves and example outputs."""
     from rtune.report.document import write_report

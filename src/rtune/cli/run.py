@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def command(
-    experiment: Path = typer.Argument(..., help="Experiment YAML, or a shipped experiment by name (see configs/experiments/)."),
+    experiment: Path = typer.Argument(
+        ..., help="Experiment YAML, or a shipped experiment by name (see configs/experiments/)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (what would run, what is cached) and stop."),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="Only this cell (name or glob, repeatable), e.g. "
-                                                                  "'gemma/lima/rt/*'; no report."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: the experiment's output_dir, else runs/<name>)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local datasets (default: the experiment's data_dir, "
-                                                                     "else $RTUNE_DATA_DIR, else the hub)."),
+    only: list[str] | None = typer.Option(
+        None, "--only", help="Only this cell (name or glob, repeatable), e.g. 'gemma/lima/rt/*'; no report."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory (default: the experiment's output_dir, else runs/<name>)."
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Local datasets (default: the experiment's data_dir, else $RTUNE_DATA_DIR, else the hub).",
+    ),
 ) -> None:
     """Run (or resume) an experiment: finished stages are skipped, changed ones rerun with what depends on them."""
     from rtune.pipeline.experiment import load_experiment

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,10 +19,18 @@ def command(
     target: Path = typer.Argument(..., help="Record JSONL to add refusals to (e.g. from `rtune data build`)."),
     out: Path = typer.Option(..., "--out", help="Mixed record JSONL to write."),
     n: int = typer.Option(200, "--n", min=0, help="Number of refusal examples to add (the paper uses 100, 200, 500)."),
-    safety: str = typer.Option(DEFAULT_SAFETY_SOURCE, "--safety", help="Refusal source: safety-tuned-llamas or a .jsonl/.json/.csv file."),
-    refusal_filter: str = typer.Option("keyword", "--filter", help="keyword: keep responses with 'ai' or 'sorry' as a whole word (the paper's rule); none: keep all."),
+    safety: str = typer.Option(
+        DEFAULT_SAFETY_SOURCE, "--safety", help="Refusal source: safety-tuned-llamas or a .jsonl/.json/.csv file."
+    ),
+    refusal_filter: str = typer.Option(
+        "keyword",
+        "--filter",
+        help="keyword: keep responses with 'ai' or 'sorry' as a whole word (the paper's rule); none: keep all.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (the paper uses 0)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local copies of the named datasets (default: $RTUNE_DATA_DIR)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Local copies of the named datasets (default: $RTUNE_DATA_DIR)."
+    ),
 ) -> None:
     """Mix a seeded sample of refusal examples into a training set, marked by their `source`."""
     if refusal_filter not in FILTERS:
@@ -32,7 +39,8 @@ def command(
     mix = build_safety_mix(target, n, safety, refusal_filter, seed, data_dir)  # type: ignore[arg-type]
     write_records(out, mix.records)
     console.print(
-        f"{mix.safety_source}: {mix.safety_total} refusal examples, {mix.safety_eligible} pass --filter {refusal_filter}, "
+        f"{mix.safety_source}: {mix.safety_total} refusal examples, "
+        f"{mix.safety_eligible} pass --filter {refusal_filter}, "
         f"{mix.safety_added} sampled (seed {seed})"
         + (f"; skipped {mix.safety_skipped_empty} empty" if mix.safety_skipped_empty else "")
     )

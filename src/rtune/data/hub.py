@@ -6,14 +6,17 @@ from rtune.errors import RtuneError
 
 
 def load_rows(dataset_id: str, config: str | None = None, split: str | None = "train") -> list[dict]:
-    """Rows of `split` (None: every split, in the dataset's order) of a hub dataset; offline or gated is an RtuneError."""
+    """Rows of `split` (None: every split, in the dataset's order) of a hub dataset; offline or gated is
+    an RtuneError."""
     from datasets import load_dataset
 
     try:
         loaded = load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # the hub raises many types; one message covers offline, gated, missing, renamed
-        raise RtuneError(f"could not load '{dataset_id}' ({config or 'default'}, {split or 'all splits'}) from the Hugging Face "
-                         f"hub ({type(exc).__name__}: {exc}); offline, pass --data-dir with local copies") from exc
+        raise RtuneError(
+            f"could not load '{dataset_id}' ({config or 'default'}, {split or 'all splits'}) from the Hugging Face "
+            f"hub ({type(exc).__name__}: {exc}); offline, pass --data-dir with local copies"
+        ) from exc
     if split is None:
         return [dict(row) for part in loaded.values() for row in part]
     return [dict(row) for row in loaded]

@@ -39,7 +39,9 @@ def _rows(name_or_path: str, data_dir: str | Path | None) -> tuple[list[tuple[st
     return placed_rows(Path(name_or_path)), name_or_path, None
 
 
-def load_instructions(name_or_path: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[Instruction]:
+def load_instructions(
+    name_or_path: str, data_dir: str | Path | None = None, limit: int | None = None
+) -> list[Instruction]:
     """Rows with `instruction` (AlpacaEval, JustEval, any JSON/JSONL/CSV) or `prompt` (our record JSONL)."""
     rows, where, name = _rows(name_or_path, data_dir)
     instructions = []
@@ -56,5 +58,11 @@ def load_instructions(name_or_path: str, data_dir: str | Path | None = None, lim
 
 def output_row(instruction: Instruction, output: str, generator: str, **extra: Any) -> dict:
     """One row of an outputs file; `extra` records how the answer was produced (finish_reason, output_tokens)."""
-    return {"instruction": instruction.text, "output": output, "generator": generator,
-            "dataset": instruction.dataset, **instruction.extra, **extra}
+    return {
+        "instruction": instruction.text,
+        "output": output,
+        "generator": generator,
+        "dataset": instruction.dataset,
+        **instruction.extra,
+        **extra,
+    }

@@ -43,7 +43,9 @@ def validate_row(row: dict, where: str) -> Record:
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise RtuneError(f"{where}: field 'meta' must be an object")
-    return Record(id=str(row["id"]), prompt=row["prompt"], completion=row["completion"], source=row["source"], meta=meta)
+    return Record(
+        id=str(row["id"]), prompt=row["prompt"], completion=row["completion"], source=row["source"], meta=meta
+    )
 
 
 def is_empty(record: Record) -> bool:

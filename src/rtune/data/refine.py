@@ -28,18 +28,21 @@ MARKER = "Refined response:"
 PROMPT_FIELDS = ("user_request", "response")  # the paper's placeholders
 PAPER_MAX_NEW_TOKENS = 8192
 
-REFINE_PROMPT = """You are editing a reply that an AI assistant wrote to a user. Make it read better without changing what it says.
+REFINE_PROMPT = """You are editing a reply that an AI assistant wrote to a user. \
+Make it read better without changing what it says.
 
 Improve three things:
 - Clarity: plain, direct wording; no filler; every sentence easy to follow.
 - Structure: a logical order, with paragraphs or lists where they help the reader.
 - Tone: friendly, natural and engaging, like a knowledgeable person talking to the user.
 
-Keep every fact, step, example and piece of code from the original reply and add no new claims. If the original declines the request, the edited reply declines too, politely.
+Keep every fact, step, example and piece of code from the original reply and add no new claims. \
+If the original declines the request, the edited reply declines too, politely.
 
 Work in two steps:
 1. In a few sentences, say what could be improved.
-2. Then write a line that starts with "Refined response:" followed by the complete edited reply. Write nothing after the edited reply.
+2. Then write a line that starts with "Refined response:" followed by the complete edited reply. \
+Write nothing after the edited reply.
 
 === User request ===
 {instruction}
@@ -71,7 +74,7 @@ def extract_refined(text: str) -> str | None:
     match = _MARKER_PATTERN.search(text)
     if match is None:
         return None
-    refined = text[match.end():].strip()
+    refined = text[match.end() :].strip()
     return refined or None
 
 
@@ -100,13 +103,20 @@ def apply_refinement(record: Record, result: GenerationResult, refiner: str, rep
     else:
         report.extracted += 1
         report.changed += refined != record.completion
-    meta = {**record.meta, "source_completion": record.completion, "refined_by": refiner, "refined": refined is not None}
+    meta = {
+        **record.meta,
+        "source_completion": record.completion,
+        "refined_by": refiner,
+        "refined": refined is not None,
+    }
     return record.model_copy(update={"completion": refined if refined is not None else record.completion, "meta": meta})
 
 
 def apply_results(records: list[Record], results: list[GenerationResult], refiner: str) -> RefineReport:
     report = RefineReport(records=[])
-    report.records = [apply_refinement(record, result, refiner, report) for record, result in zip(records, results)]
+    report.records = [
+        apply_refinement(record, result, refiner, report) for record, result in zip(records, results, strict=False)
+    ]
     return report
 
 
@@ -120,12 +130,18 @@ class RefineSettings(BaseModel):
     out: Path = Field(description="refined record JSONL (originals kept in meta.source_completion)")
     backend: str | None = Field(None, description="hf, vllm or openai (default: from the spec, else hf)")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend)")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key (default OPENAI_API_KEY)")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key (default OPENAI_API_KEY)"
+    )
+    batch_size: int = Field(
+        DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts"
+    )
     concurrency: int = Field(8, ge=1, description="requests in flight (openai)")
     max_new_tokens: int = Field(PAPER_MAX_NEW_TOKENS, ge=1, description="refiner answer budget (the paper's: 8,192)")
-    prompt_file: Path | None = Field(None, description="refiner prompt in the paper's syntax ({user_request}, "
-                                                       "{response}); default: rtune's own prompt")
+    prompt_file: Path | None = Field(
+        None,
+        description="refiner prompt in the paper's syntax ({user_request}, {response}); default: rtune's own prompt",
+    )
     limit: int | None = Field(None, ge=1, description="only the first N records")
     cache: Path | None = Field(None, description="SQLite cache (default: generation_cache.sqlite beside --out)")
     strict: bool = Field(False, description="fail on an empty prompt or completion instead of skipping it")
@@ -143,8 +159,15 @@ def run(settings: RefineSettings, progress: Progress = SILENT) -> RefineReport:
     check_output(s.out, inputs=[s.file, s.cache, s.prompt_file])
     prompt = load_refine_prompt(s.prompt_file) if s.prompt_file is not None else None
     records = read_records(s.file, strict=s.strict).records[: s.limit]
-    generator = from_spec(s.refiner, backend=s.backend, cache=s.cache or default_cache(s.out), base_url=s.base_url,
-                          api_key_env=s.api_key_env, batch_size=s.batch_size, concurrency=s.concurrency)
+    generator = from_spec(
+        s.refiner,
+        backend=s.backend,
+        cache=s.cache or default_cache(s.out),
+        base_url=s.base_url,
+        api_key_env=s.api_key_env,
+        batch_size=s.batch_size,
+        concurrency=s.concurrency,
+    )
     params = DecodingParams(max_new_tokens=s.max_new_tokens)
     requests = [refine_request(record, params, prompt) for record in records]
     results = generate_in_order(generator, requests, progress, "refine")

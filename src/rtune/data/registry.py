@@ -34,7 +34,9 @@ class HubSource:
 class Dataset:
     name: str
     kind: Kind
-    local: tuple[tuple[str, ...], ...]  # alternatives (first complete one wins), each a tuple of paths or globs under the data dir
+    local: tuple[
+        tuple[str, ...], ...
+    ]  # alternatives (first complete one wins), each a tuple of paths or globs under the data dir
     hub: HubSource | None = None
     note: str = ""  # said when the local copy is not the whole dataset
     packaged: str | None = None  # path under rtune/resources for the packaged sets
@@ -44,38 +46,107 @@ def _alternatives(*paths: str) -> tuple[tuple[str, ...], ...]:
     return tuple((path,) for path in paths)
 
 
-DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    # training sources
-    Dataset("lima", "training", _alternatives("lima/lima.json", "lima/lima_train_1000.jsonl"), HubSource("GAIR/lima")),
-    Dataset("alpaca", "training", _alternatives("alpaca/alpaca_data.json", "alpaca/alpaca_data_1k.json"), HubSource("tatsu-lab/alpaca"),
-            note="with only alpaca_data_1k.json present this is the 1,000-example Alpaca sample, not the full 52K"),
-    Dataset("alpaca-cleaned", "training", _alternatives("alpaca/alpaca_data_cleaned.json", "alpaca_cleaned/alpaca_data_cleaned.json"),
-            HubSource("yahma/alpaca-cleaned")),
-    Dataset("dolly", "training", _alternatives("dolly/databricks-dolly-15k.jsonl"), HubSource("databricks/databricks-dolly-15k")),
-    Dataset("safety-tuned-llamas", "training", _alternatives("safety_tuned_llamas/safety_only_data_Instructions.json")),
-    # instruction sets models answer
-    Dataset("alpaca_eval", "instructions", _alternatives("alpaca_eval/alpaca_eval_805.jsonl"),
-            HubSource("tatsu-lab/alpaca_eval", "alpaca_eval", "eval")),
-    Dataset("just_eval", "instructions", _alternatives("just_eval/just_eval_instructions.jsonl"),
-            HubSource("re-align/just-eval-instruct", None, "test")),
-    # core capabilities
-    Dataset("mmlu", "core", (("mmlu/test/*_test.csv", "mmlu/dev/*_dev.csv"),), HubSource("cais/mmlu", "all", "test")),
-    Dataset("arc_easy", "core", _alternatives("arc/arc_easy.jsonl"), HubSource("allenai/ai2_arc", "ARC-Easy", "test")),
-    Dataset("arc_challenge", "core", _alternatives("arc/arc_challenge.jsonl"), HubSource("allenai/ai2_arc", "ARC-Challenge", "test")),
-    Dataset("hellaswag", "core", _alternatives("hellaswag/hellaswag_val.jsonl"), HubSource("Rowan/hellaswag", None, "validation")),
-    Dataset("openbookqa", "core", _alternatives("openbookqa/openbook_qa.jsonl"), HubSource("allenai/openbookqa", "main", "test")),
-    Dataset("piqa", "core", (("piqa/valid.jsonl", "piqa/valid-labels.lst"),), HubSource("baber/piqa", None, "validation")),
-    Dataset("gsm8k", "core", _alternatives("gsm8k/test.jsonl"), HubSource("openai/gsm8k", "main", "test")),
-    # safety
-    Dataset("advbench", "safety", _alternatives("advbench/harmful_behaviors.csv"), HubSource("walledai/AdvBench", None, None)),
-    Dataset("harmbench", "safety", _alternatives("harmbench/harmbench_behaviors_text_all.csv"), HubSource("walledai/HarmBench", None, None)),
-    Dataset("malicious_instruct", "safety", _alternatives("malicious_instruct/MaliciousInstruct.txt"),
-            HubSource("walledai/MaliciousInstruct", None, None)),
-    Dataset("xstest", "safety", _alternatives("xstest/xstest_prompts.csv"), HubSource("walledai/XSTest", None, None)),
-    # packaged with rtune (original text written for it)
-    Dataset("demo", "packaged", (), packaged="demo/train.jsonl"),
-    Dataset("heldout", "packaged", (), packaged="demo/heldout.jsonl"),
-)}
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        # training sources
+        Dataset(
+            "lima", "training", _alternatives("lima/lima.json", "lima/lima_train_1000.jsonl"), HubSource("GAIR/lima")
+        ),
+        Dataset(
+            "alpaca",
+            "training",
+            _alternatives("alpaca/alpaca_data.json", "alpaca/alpaca_data_1k.json"),
+            HubSource("tatsu-lab/alpaca"),
+            note="with only alpaca_data_1k.json present this is the 1,000-example Alpaca sample, not the full 52K",
+        ),
+        Dataset(
+            "alpaca-cleaned",
+            "training",
+            _alternatives("alpaca/alpaca_data_cleaned.json", "alpaca_cleaned/alpaca_data_cleaned.json"),
+            HubSource("yahma/alpaca-cleaned"),
+        ),
+        Dataset(
+            "dolly",
+            "training",
+            _alternatives("dolly/databricks-dolly-15k.jsonl"),
+            HubSource("databricks/databricks-dolly-15k"),
+        ),
+        Dataset(
+            "safety-tuned-llamas", "training", _alternatives("safety_tuned_llamas/safety_only_data_Instructions.json")
+        ),
+        # instruction sets models answer
+        Dataset(
+            "alpaca_eval",
+            "instructions",
+            _alternatives("alpaca_eval/alpaca_eval_805.jsonl"),
+            HubSource("tatsu-lab/alpaca_eval", "alpaca_eval", "eval"),
+        ),
+        Dataset(
+            "just_eval",
+            "instructions",
+            _alternatives("just_eval/just_eval_instructions.jsonl"),
+            HubSource("re-align/just-eval-instruct", None, "test"),
+        ),
+        # core capabilities
+        Dataset(
+            "mmlu", "core", (("mmlu/test/*_test.csv", "mmlu/dev/*_dev.csv"),), HubSource("cais/mmlu", "all", "test")
+        ),
+        Dataset(
+            "arc_easy", "core", _alternatives("arc/arc_easy.jsonl"), HubSource("allenai/ai2_arc", "ARC-Easy", "test")
+        ),
+        Dataset(
+            "arc_challenge",
+            "core",
+            _alternatives("arc/arc_challenge.jsonl"),
+            HubSource("allenai/ai2_arc", "ARC-Challenge", "test"),
+        ),
+        Dataset(
+            "hellaswag",
+            "core",
+            _alternatives("hellaswag/hellaswag_val.jsonl"),
+            HubSource("Rowan/hellaswag", None, "validation"),
+        ),
+        Dataset(
+            "openbookqa",
+            "core",
+            _alternatives("openbookqa/openbook_qa.jsonl"),
+            HubSource("allenai/openbookqa", "main", "test"),
+        ),
+        Dataset(
+            "piqa",
+            "core",
+            (("piqa/valid.jsonl", "piqa/valid-labels.lst"),),
+            HubSource("baber/piqa", None, "validation"),
+        ),
+        Dataset("gsm8k", "core", _alternatives("gsm8k/test.jsonl"), HubSource("openai/gsm8k", "main", "test")),
+        # safety
+        Dataset(
+            "advbench",
+            "safety",
+            _alternatives("advbench/harmful_behaviors.csv"),
+            HubSource("walledai/AdvBench", None, None),
+        ),
+        Dataset(
+            "harmbench",
+            "safety",
+            _alternatives("harmbench/harmbench_behaviors_text_all.csv"),
+            HubSource("walledai/HarmBench", None, None),
+        ),
+        Dataset(
+            "malicious_instruct",
+            "safety",
+            _alternatives("malicious_instruct/MaliciousInstruct.txt"),
+            HubSource("walledai/MaliciousInstruct", None, None),
+        ),
+        Dataset(
+            "xstest", "safety", _alternatives("xstest/xstest_prompts.csv"), HubSource("walledai/XSTest", None, None)
+        ),
+        # packaged with rtune (original text written for it)
+        Dataset("demo", "packaged", (), packaged="demo/train.jsonl"),
+        Dataset("heldout", "packaged", (), packaged="demo/heldout.jsonl"),
+    )
+}
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -127,7 +198,9 @@ def hub_source(name: str) -> HubSource:
     dataset = get(name)
     if dataset.hub is None:
         wanted = " + ".join(dataset.local[0]) if dataset.local else dataset.name
-        raise RtuneError(f"dataset '{name}' has no hub copy; pass --data-dir (or set {DATA_DIR_ENV}) to a folder holding {wanted}")
+        raise RtuneError(
+            f"dataset '{name}' has no hub copy; pass --data-dir (or set {DATA_DIR_ENV}) to a folder holding {wanted}"
+        )
     return dataset.hub
 
 

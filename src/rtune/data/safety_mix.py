@@ -64,16 +64,26 @@ def sample_refusals(records: list[Record], n: int, seed: int) -> list[Record]:
     return shuffled[:n]
 
 
-def mix_records(target: list[Record], safety: list[Record], n: int, refusal_filter: RefusalFilter, seed: int,
-                safety_source: str, target_skipped_empty: int = 0, safety_skipped_empty: int = 0) -> SafetyMix:
+def mix_records(
+    target: list[Record],
+    safety: list[Record],
+    n: int,
+    refusal_filter: RefusalFilter,
+    seed: int,
+    safety_source: str,
+    target_skipped_empty: int = 0,
+    safety_skipped_empty: int = 0,
+) -> SafetyMix:
     """Target records followed by `n` filtered, seeded refusals; ids must not collide."""
     eligible = select_refusals(safety, refusal_filter)
     chosen = sample_refusals(eligible, n, seed)
     target_ids = {record.id for record in target}
     clashes = [record.id for record in chosen if record.id in target_ids]
     if clashes:
-        raise RtuneError(f"refusal example id '{clashes[0]}' is already used by a target record "
-                         f"({len(clashes)} clash{'es' if len(clashes) > 1 else ''}); rename the target ids")
+        raise RtuneError(
+            f"refusal example id '{clashes[0]}' is already used by a target record "
+            f"({len(clashes)} clash{'es' if len(clashes) > 1 else ''}); rename the target ids"
+        )
     return SafetyMix(
         records=list(target) + chosen,
         target_count=len(target),
@@ -86,9 +96,14 @@ def mix_records(target: list[Record], safety: list[Record], n: int, refusal_filt
     )
 
 
-def build_safety_mix(target_path: str | Path, n: int, safety: str = DEFAULT_SAFETY_SOURCE,
-                     refusal_filter: RefusalFilter = "keyword", seed: int = 0,
-                     data_dir: str | Path | None = None) -> SafetyMix:
+def build_safety_mix(
+    target_path: str | Path,
+    n: int,
+    safety: str = DEFAULT_SAFETY_SOURCE,
+    refusal_filter: RefusalFilter = "keyword",
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+) -> SafetyMix:
     """Read the target record file and the refusal source (a named source or a local file), then mix.
 
     The refusals keep the `source` their loader gives them (`safety-tuned-llamas`, or the file's
@@ -98,5 +113,6 @@ def build_safety_mix(target_path: str | Path, n: int, safety: str = DEFAULT_SAFE
     built = build_records(safety, data_dir)
     loaded = keep_nonempty(built.records, strict=False, where=safety)
     label = built.records[0].source if built.records else safety
-    return mix_records(target.records, loaded.records, n, refusal_filter, seed, label,
-                       target.skipped_empty, loaded.skipped_empty)
+    return mix_records(
+        target.records, loaded.records, n, refusal_filter, seed, label, target.skipped_empty, loaded.skipped_empty
+    )

@@ -8,9 +8,9 @@ every common layout (prompt/completion, Alpaca, Dolly, OpenAI messages, ShareGPT
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +30,11 @@ class Pair:
 
 def _lima_single_turn(rows: list[dict]) -> list[dict]:
     """The paper trains on the first 1,000 rows of GAIR/lima, which are its single-turn examples."""
-    single = [row for row in rows if not row.get("history") and not (isinstance(row.get("conversations"), list) and len(row["conversations"]) > 2)]
+    single = [
+        row
+        for row in rows
+        if not row.get("history") and not (isinstance(row.get("conversations"), list) and len(row["conversations"]) > 2)
+    ]
     return single[:1000]
 
 
@@ -142,8 +146,10 @@ def build_records(
     elif Path(source).suffix.lower() in {".jsonl", ".json", ".csv"}:
         placed, label = placed_rows(Path(source)), Path(source).stem  # errors name FILE:LINE
     else:
-        raise RtuneError(f"unknown source '{source}'; known sources: {', '.join(registry.known('training'))}, "
-                         "a .jsonl/.json/.csv file, or hf:<dataset id>")
+        raise RtuneError(
+            f"unknown source '{source}'; known sources: {', '.join(registry.known('training'))}, "
+            "a .jsonl/.json/.csv file, or hf:<dataset id>"
+        )
     if not placed:
         raise RtuneError(f"{source}: no rows")
     pairs = [row_to_pair(row, where, prompt_field, completion_field) for where, row in placed]
@@ -152,7 +158,12 @@ def build_records(
         random.Random(seed).shuffle(indices)
         indices = indices[:max_examples]
     records = [
-        Record(id=pairs[i].native_id or f"{label}-{i}", prompt=pairs[i].prompt, completion=pairs[i].completion, source=label)
+        Record(
+            id=pairs[i].native_id or f"{label}-{i}",
+            prompt=pairs[i].prompt,
+            completion=pairs[i].completion,
+            source=label,
+        )
         for i in indices
     ]
     return BuiltSource(records, len(pairs), note)
@@ -163,9 +174,13 @@ class BuildSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(description=f"one of {', '.join(registry.known('training'))}, a .jsonl/.json/.csv file, or hf:<dataset id>")
+    source: str = Field(
+        description=f"one of {', '.join(registry.known('training'))}, a .jsonl/.json/.csv file, or hf:<dataset id>"
+    )
     out: Path = Field(description="record JSONL to write")
-    data_dir: Path | None = Field(None, description="local copies of the named datasets (default: $RTUNE_DATA_DIR, else the hub)")
+    data_dir: Path | None = Field(
+        None, description="local copies of the named datasets (default: $RTUNE_DATA_DIR, else the hub)"
+    )
     max_examples: int | None = Field(None, ge=1, description="keep a seeded random sample of N records")
     seed: int = Field(0, description="sampling seed (the paper uses 0)")
     prompt_field: str | None = Field(None, description="column holding the prompt (local files, hf:)")
@@ -190,6 +205,10 @@ def build(settings: BuildSettings) -> BuildReport:
     built = build_records(s.source, s.data_dir, s.max_examples, s.seed, s.prompt_field, s.completion_field)
     loaded = keep_nonempty(built.records, strict=s.strict, where=s.source)
     if not loaded.records:
-        raise RtuneError(f"{s.source}: all {built.total_rows} rows have an empty prompt or completion; nothing to write")
+        raise RtuneError(
+            f"{s.source}: all {built.total_rows} rows have an empty prompt or completion; nothing to write"
+        )
     write_records(s.out, loaded.records)
-    return BuildReport(records=len(loaded.records), total_rows=built.total_rows, skipped_empty=loaded.skipped_empty, note=built.note)
+    return BuildReport(
+        records=len(loaded.records), total_rows=built.total_rows, skipped_empty=loaded.skipped_empty, note=built.note
+    )

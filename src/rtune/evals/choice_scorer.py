@@ -59,8 +59,9 @@ def _encode_texts(tokenizer, texts: list[str], add_special_tokens: bool | None =
     return ids
 
 
-def encode_requests(tokenizer, requests: Sequence[ScoreRequest], max_length: int | None = None,
-                    add_special_tokens: bool | None = None) -> list[EncodedRequest]:
+def encode_requests(
+    tokenizer, requests: Sequence[ScoreRequest], max_length: int | None = None, add_special_tokens: bool | None = None
+) -> list[EncodedRequest]:
     """lm-eval's `_encode_pair` for every choice (`add_special_tokens` as in `_encode_texts`).
 
     Trailing whitespace of the context moves to the front of each continuation; the continuation's
@@ -72,7 +73,7 @@ def encode_requests(tokenizer, requests: Sequence[ScoreRequest], max_length: int
     """
     contexts, tails = [], []  # tails: each continuation with the context's trailing whitespace in front
     for request in requests:
-        moved = request.context[len(request.context.rstrip()):]
+        moved = request.context[len(request.context.rstrip()) :]
         contexts.append(request.context[: len(request.context) - len(moved)])
         tails.append([moved + continuation for continuation in request.continuations])
     context_ids = _encode_texts(tokenizer, contexts, add_special_tokens)
@@ -83,12 +84,13 @@ def encode_requests(tokenizer, requests: Sequence[ScoreRequest], max_length: int
     for request, context, ctx_ids, row in zip(requests, contexts, context_ids, tails, strict=True):
         wholes = [next(whole_ids) for _ in row]
         if context:
-            continuations = tuple(tuple(whole[len(ctx_ids):]) for whole in wholes)
+            continuations = tuple(tuple(whole[len(ctx_ids) :]) for whole in wholes)
         else:
             ctx_ids, continuations = [prefix_id], tuple(map(tuple, _encode_texts(tokenizer, row, False)))
         if any(len(c) == 0 for c in continuations):
-            raise RtuneError(f"a choice encodes to no tokens after its context "
-                             f"(context ends {request.context[-40:]!r})")
+            raise RtuneError(
+                f"a choice encodes to no tokens after its context (context ends {request.context[-40:]!r})"
+            )
         if max_length is not None:
             room = max_length + 1 - max(len(c) for c in continuations)  # a choice's last token is never input
             if room < 1:
@@ -168,22 +170,31 @@ class ChoiceScorer:
     logits, 1 MiB for Gemma's 262k vocabulary); `add_special_tokens` is `encode_requests`'.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_tokens: int = 4096, max_logit_positions: int = 512,
-                 add_special_tokens: bool | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 8,
+        max_tokens: int = 4096,
+        max_logit_positions: int = 512,
+        add_special_tokens: bool | None = None,
+    ):
         self.model, self.tokenizer, self.add_special_tokens = model, tokenizer, add_special_tokens
         self.batch_size, self.max_tokens, self.max_logit_positions = batch_size, max_tokens, max_logit_positions
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.max_length = getattr(model.config, "max_position_embeddings", None)
         self.split = split_head(model)
 
-    def score(self, requests: Sequence[ScoreRequest],
-              progress: Callable[[int], None] | None = None) -> list[list[ChoiceScore]]:
+    def score(
+        self, requests: Sequence[ScoreRequest], progress: Callable[[int], None] | None = None
+    ) -> list[list[ChoiceScore]]:
         encoded = encode_requests(self.tokenizer, requests, self.max_length, self.add_special_tokens)
         results: list[list[ChoiceScore] | None] = [None] * len(encoded)
         # Longest continuations first, then longest contexts: a padded continuation position is paid once per
         # choice (and, without a split head, with a vocabulary-wide logit row), a padded context position once.
-        order = sorted(range(len(encoded)),
-                       key=lambda i: (-max(map(len, encoded[i].continuations)), -len(encoded[i].context)))
+        order = sorted(
+            range(len(encoded)), key=lambda i: (-max(map(len, encoded[i].continuations)), -len(encoded[i].context))
+        )
         for batch in self._batches(order, encoded):
             for index, scores in zip(batch, self._score_batch([encoded[i] for i in batch]), strict=True):
                 results[index] = scores
@@ -199,8 +210,11 @@ class ChoiceScorer:
             tails = [len(c) - 1 for c in request.continuations if len(c) > 1]
             new_width = max(width, len(request.context))
             new_rows, new_tail = rows + len(tails), max([positions, *tails])
-            fits = (len(batch) < self.batch_size and (len(batch) + 1) * new_width <= self.max_tokens
-                    and new_rows * new_tail <= self.max_logit_positions)
+            fits = (
+                len(batch) < self.batch_size
+                and (len(batch) + 1) * new_width <= self.max_tokens
+                and new_rows * new_tail <= self.max_logit_positions
+            )
             if batch and not fits:
                 yield batch
                 batch, width, rows, positions = [], 0, 0, 0
@@ -218,14 +232,15 @@ class ChoiceScorer:
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, request in enumerate(batch):  # left padding: every context ends at the same column
-            ids[row, width - len(request.context):] = torch.tensor(request.context)
-            mask[row, width - len(request.context):] = 1
+            ids[row, width - len(request.context) :] = torch.tensor(request.context)
+            mask[row, width - len(request.context) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         tails = [(row, c) for row, request in enumerate(batch) for c in request.continuations if len(c) > 1]
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(tails),
-                             logits_to_keep=1)
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(tails), logits_to_keep=1
+            )
             last = out.logits[:, -1, :].float()
             first_logprob = last.log_softmax(-1)
             first_greedy = last.argmax(-1)
@@ -267,25 +282,32 @@ class ChoiceScorer:
         else:  # logits only at the scored positions, none for padding
             hidden = self.split.decoder(**arguments).last_hidden_state
             rows_of = torch.arange(len(tails), device=device).unsqueeze(1).expand_as(valid)[valid]
-            sums, greedy = _gather_scores(self.split.logits(hidden[valid]), targets[valid], valid[valid],
-                                          rows=rows_of, n_rows=len(tails))
+            sums, greedy = _gather_scores(
+                self.split.logits(hidden[valid]), targets[valid], valid[valid], rows=rows_of, n_rows=len(tails)
+            )
         return {(row, c): (s, g) for (row, c), s, g in zip(tails, sums, greedy, strict=True)}
 
 
-def score_recompute(model, tokenizer, requests: Sequence[ScoreRequest], batch_size: int = 8,
-                    progress: Callable[[int], None] | None = None,
-                    add_special_tokens: bool | None = None) -> list[list[ChoiceScore]]:
+def score_recompute(
+    model,
+    tokenizer,
+    requests: Sequence[ScoreRequest],
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+    add_special_tokens: bool | None = None,
+) -> list[list[ChoiceScore]]:
     """The plain way, as lm-eval's HF backend: one full forward of context + choice per choice, logits everywhere."""
     import torch
 
-    encoded = encode_requests(tokenizer, requests, getattr(model.config, "max_position_embeddings", None),
-                              add_special_tokens)
+    encoded = encode_requests(
+        tokenizer, requests, getattr(model.config, "max_position_embeddings", None), add_special_tokens
+    )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     pairs = [(i, j, r.context, c) for i, r in enumerate(encoded) for j, c in enumerate(r.continuations)]
     pairs.sort(key=lambda p: -(len(p[2]) + len(p[3])))
     results: list[list[ChoiceScore | None]] = [[None] * len(r.continuations) for r in encoded]
     for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start: start + batch_size]
+        chunk = pairs[start : start + batch_size]
         width = max(len(ctx) + len(cont) for _, _, ctx, cont in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -295,8 +317,8 @@ def score_recompute(model, tokenizer, requests: Sequence[ScoreRequest], batch_si
             sequence = list(ctx) + list(cont)
             ids[row, : len(sequence)] = torch.tensor(sequence)
             mask[row, : len(sequence)] = 1
-            targets[row, len(ctx) - 1: len(sequence) - 1] = torch.tensor(cont)
-            valid[row, len(ctx) - 1: len(sequence) - 1] = True
+            targets[row, len(ctx) - 1 : len(sequence) - 1] = torch.tensor(cont)
+            valid[row, len(ctx) - 1 : len(sequence) - 1] = True
         with torch.inference_mode():
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, :-1]
             sums, greedy = _gather_scores(logits, targets.to(model.device), valid.to(model.device))

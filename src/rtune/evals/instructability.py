@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rtune.data.records import Record
 from rtune.errors import RtuneError
-from rtune.progress import SILENT, Progress
 from rtune.evals.choice_scorer import ChoiceScorer, ScoreRequest
+from rtune.progress import SILENT, Progress
 from rtune.prompting import PromptFormat, parse_format
 from rtune.stats import Interval, bootstrap_mean
 
@@ -49,13 +49,19 @@ class LikelihoodSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    distractors: int | None = Field(None, ge=1, description="other responses per item, sampled with --seed (default: all others)")
+    distractors: int | None = Field(
+        None, ge=1, description="other responses per item, sampled with --seed (default: all others)"
+    )
     seed: int = Field(0, description="distractor sampling and bootstrap seed")
-    max_response_tokens: int | None = Field(48, ge=0, description="score each response's first N tokens, so all have the same "
-                                                                   "length (0: whole responses)")
+    max_response_tokens: int | None = Field(
+        48, ge=0, description="score each response's first N tokens, so all have the same length (0: whole responses)"
+    )
     headline: Variant = Field("total", description="score reported as accuracy/margin: total, per_token or pmi")
-    prompt: str = Field("chat", description="how instructions are put to the model: chat (its template, Tulu's when it has "
-                                            "none), tulu, plain, or a URIAL mode or prompt file (rtune.prompting)")
+    prompt: str = Field(
+        "chat",
+        description="how instructions are put to the model: chat (its template, Tulu's when it has "
+        "none), tulu, plain, or a URIAL mode or prompt file (rtune.prompting)",
+    )
     batch_size: int = Field(8, ge=1, description="prompts per forward pass")
     bootstrap_samples: int = Field(2000, ge=100)
 
@@ -128,11 +134,18 @@ def choose_distractors(n_items: int, k: int | None, seed: int) -> list[list[int]
 
 
 def _chunks(indices: list[int], size: int) -> list[list[int]]:
-    return [indices[start:start + size] for start in range(0, len(indices), size)]
+    return [indices[start : start + size] for start in range(0, len(indices), size)]
 
 
-def score_matrix(scorer: ChoiceScorer, prompting: PromptFormat, records: list[Record], candidates: list[Candidate],
-                 distractors: list[list[int]], max_logit_positions: int, progress: Progress = SILENT) -> tuple[dict, list[float]]:
+def score_matrix(
+    scorer: ChoiceScorer,
+    prompting: PromptFormat,
+    records: list[Record],
+    candidates: list[Candidate],
+    distractors: list[list[int]],
+    max_logit_positions: int,
+    progress: Progress = SILENT,
+) -> tuple[dict, list[float]]:
     """log p(r_j | x_i) for every (i, j) compared, and log p(r_j | empty instruction) for every j.
 
     A prompt's candidates are split into groups whose logits fit `max_logit_positions`, so a
@@ -140,18 +153,20 @@ def score_matrix(scorer: ChoiceScorer, prompting: PromptFormat, records: list[Re
     """
     longest = max(c.n_tokens for c in candidates) + 1
     group = max(1, max_logit_positions // longest)
-    prompts = [prompting.text(record.prompt, scorer.tokenizer) for record in records] + [prompting.text("", scorer.tokenizer)]
+    prompts = [prompting.text(record.prompt, scorer.tokenizer) for record in records] + [
+        prompting.text("", scorer.tokenizer)
+    ]
     wanted = [[i, *distractors[i]] for i in range(len(records))] + [list(range(len(records)))]
     requests, keys = [], []
-    for row, (prompt, columns) in enumerate(zip(prompts, wanted)):
+    for row, (prompt, columns) in enumerate(zip(prompts, wanted, strict=False)):
         for part in _chunks(columns, group):
             requests.append(ScoreRequest(prompt, tuple(candidates[j].text for j in part)))
             keys.append((row, part))
     progress.start("score", len(requests))
     scores = scorer.score(requests, progress.advance)
     matrix: dict[tuple[int, int], float] = {}
-    for (row, part), choice_scores in zip(keys, scores):
-        for j, choice in zip(part, choice_scores):
+    for (row, part), choice_scores in zip(keys, scores, strict=False):
+        for j, choice in zip(part, choice_scores, strict=False):
             matrix[(row, j)] = choice.logprob
     unconditional = [matrix.pop((len(records), j)) for j in range(len(records))]
     return matrix, unconditional
@@ -165,43 +180,82 @@ def variant_score(variant: str, logprob: float, unconditional: float, n_tokens: 
     return logprob - unconditional
 
 
-def summarise(model: str, records_path: str, records: list[Record], candidates: list[Candidate], distractors: list[list[int]],
-              matrix: dict, unconditional: list[float], settings: LikelihoodSettings) -> LikelihoodResult:
+def summarise(
+    model: str,
+    records_path: str,
+    records: list[Record],
+    candidates: list[Candidate],
+    distractors: list[list[int]],
+    matrix: dict,
+    unconditional: list[float],
+    settings: LikelihoodSettings,
+) -> LikelihoodResult:
     items, per_variant = [], {v: ([], []) for v in VARIANTS}
     for i, record in enumerate(records):
         correct, margin = {}, {}
         for variant in VARIANTS:
-            def score(j: int) -> float:
-                return variant_score(variant, matrix[(i, j)], unconditional[j], candidates[j].n_tokens)
-            best_other = max(score(j) for j in distractors[i])
-            margin[variant] = score(i) - best_other
+            score = {
+                j: variant_score(variant, matrix[(i, j)], unconditional[j], candidates[j].n_tokens)
+                for j in (i, *distractors[i])
+            }
+            margin[variant] = score[i] - max(score[j] for j in distractors[i])
             correct[variant] = margin[variant] > 0
             per_variant[variant][0].append(float(correct[variant]))
             per_variant[variant][1].append(margin[variant])
-        items.append(ItemResult(id=record.id, instruction=record.prompt, n_tokens=candidates[i].n_tokens,
-                                reference=matrix[(i, i)], reference_unconditional=unconditional[i],
-                                distractors={candidates[j].id: matrix[(i, j)] for j in distractors[i]},
-                                correct=correct, margin=margin))
-    variants = {v: VariantSummary(accuracy=bootstrap_mean(acc, settings.bootstrap_samples, settings.seed),
-                                  margin=bootstrap_mean(mar, settings.bootstrap_samples, settings.seed))
-                for v, (acc, mar) in per_variant.items()}
+        items.append(
+            ItemResult(
+                id=record.id,
+                instruction=record.prompt,
+                n_tokens=candidates[i].n_tokens,
+                reference=matrix[(i, i)],
+                reference_unconditional=unconditional[i],
+                distractors={candidates[j].id: matrix[(i, j)] for j in distractors[i]},
+                correct=correct,
+                margin=margin,
+            )
+        )
+    variants = {
+        v: VariantSummary(
+            accuracy=bootstrap_mean(acc, settings.bootstrap_samples, settings.seed),
+            margin=bootstrap_mean(mar, settings.bootstrap_samples, settings.seed),
+        )
+        for v, (acc, mar) in per_variant.items()
+    }
     n_distractors = len(distractors[0])
     headline = variants[settings.headline]
     cap = settings.max_response_tokens
     short = sum(cap is not None and c.n_tokens < cap for c in candidates)
-    return LikelihoodResult(model=model, records=records_path, n_items=len(records), n_distractors=n_distractors, n_short_responses=short,
-                            settings=settings, headline=settings.headline, accuracy=headline.accuracy.value,
-                            margin=headline.margin.value, chance_accuracy=1 / (n_distractors + 1),
-                            variants=variants, items=items)
+    return LikelihoodResult(
+        model=model,
+        records=records_path,
+        n_items=len(records),
+        n_distractors=n_distractors,
+        n_short_responses=short,
+        settings=settings,
+        headline=settings.headline,
+        accuracy=headline.accuracy.value,
+        margin=headline.margin.value,
+        chance_accuracy=1 / (n_distractors + 1),
+        variants=variants,
+        items=items,
+    )
 
 
-def evaluate_likelihood(model_spec: str, records: list[Record], settings: LikelihoodSettings, records_label: str = "",
-                        progress: Progress = SILENT, max_logit_positions: int = 1024) -> LikelihoodResult:
+def evaluate_likelihood(
+    model_spec: str,
+    records: list[Record],
+    settings: LikelihoodSettings,
+    records_label: str = "",
+    progress: Progress = SILENT,
+    max_logit_positions: int = 1024,
+) -> LikelihoodResult:
     """Load the model, score every compared (instruction, response) pair, and summarise."""
     from rtune.models import load_model
 
     if len(records) < 2:
-        raise RtuneError(f"{records_label or 'records'}: the likelihood metric needs at least 2 records, got {len(records)}")
+        raise RtuneError(
+            f"{records_label or 'records'}: the likelihood metric needs at least 2 records, got {len(records)}"
+        )
     if len({r.id for r in records}) != len(records):
         raise RtuneError(f"{records_label or 'records'}: record ids must be unique")
     prompting = parse_format(settings.prompt)
@@ -209,17 +263,26 @@ def evaluate_likelihood(model_spec: str, records: list[Record], settings: Likeli
     candidates = truncate_responses(tokenizer, records, settings.max_response_tokens)
     distractors = choose_distractors(len(records), settings.distractors, settings.seed)
     scorer = ChoiceScorer(model, tokenizer, batch_size=settings.batch_size, max_logit_positions=max_logit_positions)
-    matrix, unconditional = score_matrix(scorer, prompting, records, candidates, distractors, max_logit_positions, progress)
+    matrix, unconditional = score_matrix(
+        scorer, prompting, records, candidates, distractors, max_logit_positions, progress
+    )
     return summarise(model_spec, records_label, records, candidates, distractors, matrix, unconditional, settings)
 
 
 class LikelihoodRun(LikelihoodSettings):
     """One evaluation: the settings plus the model, the held-out pairs and where to write the result."""
 
-    model: str = Field(description="registered name (gemma-3-270m), local folder (a trained run's merged/), .gguf or hub id")
-    records: str = Field("heldout", description="held-out pairs: a record JSONL, a named dataset with reference answers "
-                                                "(alpaca_eval), or the packaged held-out set (heldout)")
-    data_dir: Path | None = Field(None, description="local datasets for named records (default: $RTUNE_DATA_DIR, else the hub)")
+    model: str = Field(
+        description="registered name (gemma-3-270m), local folder (a trained run's merged/), .gguf or hub id"
+    )
+    records: str = Field(
+        "heldout",
+        description="held-out pairs: a record JSONL, a named dataset with reference answers "
+        "(alpaca_eval), or the packaged held-out set (heldout)",
+    )
+    data_dir: Path | None = Field(
+        None, description="local datasets for named records (default: $RTUNE_DATA_DIR, else the hub)"
+    )
     limit: int | None = Field(None, ge=2, description="only the first N records")
     out: Path | None = Field(None, description="write the full result (per-item scores included) as JSON here")
 
@@ -234,26 +297,45 @@ def run(settings: LikelihoodRun, progress: Progress = SILENT) -> LikelihoodResul
     if settings.out is not None:
         check_output(settings.out, inputs=[settings.records])
     if settings.records in registry.DATASETS and registry.get(settings.records).packaged is None:
-        records = keep_nonempty(build_records(settings.records, settings.data_dir).records, strict=False, where=settings.records).records
+        records = keep_nonempty(
+            build_records(settings.records, settings.data_dir).records, strict=False, where=settings.records
+        ).records
     else:
-        path = registry.local_file(settings.records, None) if settings.records in registry.DATASETS else Path(settings.records)
+        path = (
+            registry.local_file(settings.records, None)
+            if settings.records in registry.DATASETS
+            else Path(settings.records)
+        )
         records = read_records(path).records
     records = records[: settings.limit]
-    result = evaluate_likelihood(settings.model, records, LikelihoodSettings(**settings.model_dump(include=set(LikelihoodSettings.model_fields))),
-                                 settings.records, progress)
+    result = evaluate_likelihood(
+        settings.model,
+        records,
+        LikelihoodSettings(**settings.model_dump(include=set(LikelihoodSettings.model_fields))),
+        settings.records,
+        progress,
+    )
     if settings.out is not None:
         atomic_write_json(settings.out, result.model_dump(mode="json"))
     return result
 
 
 def format_summary(result: LikelihoodResult) -> str:
-    lines = [f"{result.model}: {result.n_items} items, {result.n_distractors} distractors each "
-             f"(chance accuracy {result.chance_accuracy:.3f})"
-             + (f"; {result.n_short_responses} responses shorter than {result.settings.max_response_tokens} tokens, scored whole"
-                if result.n_short_responses else "")]
+    lines = [
+        f"{result.model}: {result.n_items} items, {result.n_distractors} distractors each "
+        f"(chance accuracy {result.chance_accuracy:.3f})"
+        + (
+            f"; {result.n_short_responses} responses shorter than "
+            f"{result.settings.max_response_tokens} tokens, scored whole"
+            if result.n_short_responses
+            else ""
+        )
+    ]
     for name, summary in result.variants.items():
         a, m = summary.accuracy, summary.margin
         mark = " (headline)" if name == result.headline else ""
-        lines.append(f"  {name:9s} accuracy {a.value:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]  "
-                     f"margin {m.value:+.3f} [{m.ci_low:+.3f}, {m.ci_high:+.3f}]{mark}")
+        lines.append(
+            f"  {name:9s} accuracy {a.value:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}]  "
+            f"margin {m.value:+.3f} [{m.ci_low:+.3f}, {m.ci_high:+.3f}]{mark}"
+        )
     return "\n".join(lines)

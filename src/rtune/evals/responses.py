@@ -87,7 +87,7 @@ def loop_share(output: str) -> float:
     tokens = words(output)
     if len(tokens) < LOOP_MIN_WORDS:
         return 0.0
-    grams = [tuple(tokens[i:i + LOOP_N]) for i in range(len(tokens) - LOOP_N + 1)]
+    grams = [tuple(tokens[i : i + LOOP_N]) for i in range(len(tokens) - LOOP_N + 1)]
     return sum(count - 1 for count in Counter(grams).values()) / len(grams)
 
 
@@ -108,7 +108,9 @@ def classify(instruction: str, output: str, finish_reason: str) -> Label:
 class ResponsesSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outputs: Path = Field(description="outputs file (rtune generate's JSON: instruction, output, finish_reason[, output_tokens])")
+    outputs: Path = Field(
+        description="outputs file (rtune generate's JSON: instruction, output, finish_reason[, output_tokens])"
+    )
     out: Path | None = Field(None, description="write the result (per-item labels included) as JSON here")
     seed: int = Field(0, description="bootstrap seed")
     bootstrap_samples: int = Field(2000, ge=100)
@@ -141,11 +143,16 @@ def _rows(path: Path) -> list[dict]:
     for number, row in enumerate(rows, start=1):
         for name in ("instruction", "output", "finish_reason"):
             if not isinstance(row.get(name), str):
-                hint = " (outputs written before rtune recorded how each answer ended: generate them again)" \
-                    if name == "finish_reason" else ""
+                hint = (
+                    " (outputs written before rtune recorded how each answer ended: generate them again)"
+                    if name == "finish_reason"
+                    else ""
+                )
                 raise RtuneError(f"{path}: row {number}: expected a string '{name}'{hint}")
         if row["finish_reason"] not in ("stop", "length"):
-            raise RtuneError(f"{path}: row {number}: finish_reason must be stop or length, got {row['finish_reason']!r}")
+            raise RtuneError(
+                f"{path}: row {number}: finish_reason must be stop or length, got {row['finish_reason']!r}"
+            )
     if not rows:
         raise RtuneError(f"{path}: no outputs")
     return rows
@@ -159,18 +166,32 @@ def run(settings: ResponsesSettings) -> ResponsesResult:
         check_output(settings.out, inputs=[settings.outputs])
     rows = _rows(settings.outputs)
     by_tokens = all(isinstance(row.get("output_tokens"), int) for row in rows)
-    items = [ItemLabel(instruction=row["instruction"], label=classify(row["instruction"], row["output"], row["finish_reason"]),
-                       echo_score=echo_score(row["instruction"], row["output"]), loop_share=loop_share(row["output"]),
-                       length=row["output_tokens"] if by_tokens else len(words(row["output"])))
-             for row in rows]
-    rates = {label: bootstrap_mean([item.label == label for item in items], settings.bootstrap_samples, settings.seed)
-             for label in LABELS}
+    items = [
+        ItemLabel(
+            instruction=row["instruction"],
+            label=classify(row["instruction"], row["output"], row["finish_reason"]),
+            echo_score=echo_score(row["instruction"], row["output"]),
+            loop_share=loop_share(row["output"]),
+            length=row["output_tokens"] if by_tokens else len(words(row["output"])),
+        )
+        for row in rows
+    ]
+    rates = {
+        label: bootstrap_mean([item.label == label for item in items], settings.bootstrap_samples, settings.seed)
+        for label in LABELS
+    }
     answered = [item.length for item in items if item.label == "answer"]
     generators = {str(row.get("generator")) for row in rows}
-    result = ResponsesResult(outputs=str(settings.outputs), generator=generators.pop() if len(generators) == 1 else None,
-                             n=len(items), rates=rates, answer_rate=rates["answer"],
-                             mean_answer_length=sum(answered) / len(answered) if answered else None,
-                             length_unit="tokens" if by_tokens else "words", items=items)
+    result = ResponsesResult(
+        outputs=str(settings.outputs),
+        generator=generators.pop() if len(generators) == 1 else None,
+        n=len(items),
+        rates=rates,
+        answer_rate=rates["answer"],
+        mean_answer_length=sum(answered) / len(answered) if answered else None,
+        length_unit="tokens" if by_tokens else "words",
+        items=items,
+    )
     if settings.out is not None:
         atomic_write_json(settings.out, result.model_dump(mode="json"))
     return result
@@ -180,7 +201,13 @@ def format_summary(result: ResponsesResult) -> str:
     def share(i: Interval) -> str:
         return f"{i.value:.3f} [{i.ci_low:.3f}, {i.ci_high:.3f}]"
 
-    lines = [f"{result.generator or result.outputs}: {result.n} outputs; answer rate {share(result.answer_rate)}"
-             + (f", mean answer length {result.mean_answer_length:.1f} {result.length_unit}" if result.mean_answer_length else "")]
+    lines = [
+        f"{result.generator or result.outputs}: {result.n} outputs; answer rate {share(result.answer_rate)}"
+        + (
+            f", mean answer length {result.mean_answer_length:.1f} {result.length_unit}"
+            if result.mean_answer_length
+            else ""
+        )
+    ]
     lines += [f"  {label:14s} {share(result.rates[label])}" for label in LABELS if label != "answer"]
     return "\n".join(lines)

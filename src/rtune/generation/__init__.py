@@ -30,11 +30,24 @@ from rtune.redact import redact
 BACKENDS = ("hf", "vllm", "openai")
 
 __all__ = [
-    "BACKENDS", "CachedGenerator", "DecodingParams", "GenerationCache", "GenerationRequest", "GenerationResult",
-    "Generator", "ModelSpec", "StreamingGenerator", "TextStreamer", "TokenLogprob", "from_spec", "generate_in_order",
+    "BACKENDS",
+    "CachedGenerator",
+    "DecodingParams",
+    "GenerationCache",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "ModelSpec",
+    "StreamingGenerator",
+    "TextStreamer",
+    "TokenLogprob",
+    "from_spec",
+    "generate_in_order",
     "in_request_order",
-    "parse_spec", "stream_results",
+    "parse_spec",
+    "stream_results",
 ]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -66,10 +79,12 @@ def parse_spec(spec: str, backend: str | None = None) -> ModelSpec:
     if url:
         if chosen != "openai":
             raise RtuneError(f"model spec '{redact(spec)}': a server URL needs the openai backend (openai:MODEL@URL)")
-        model, base_url = model[:url.start()], model[url.start() + 1:]
+        model, base_url = model[: url.start()], model[url.start() + 1 :]
     elif chosen == "openai" and ("://" in model or "@" in model and re.search(r"[.:/]", model.rpartition("@")[2])):
-        raise RtuneError(f"model spec '{redact(spec)}': the server address needs http:// or https:// "
-                         "(openai:MODEL@http://HOST:PORT/v1)")
+        raise RtuneError(
+            f"model spec '{redact(spec)}': the server address needs http:// or https:// "
+            "(openai:MODEL@http://HOST:PORT/v1)"
+        )
     if not model:
         raise RtuneError(f"model spec '{redact(spec)}' names no model")
     return ModelSpec(chosen, model, base_url)
@@ -99,15 +114,23 @@ def _options_for(backend: str, options: dict) -> dict:
     return {name: value for name, value in options.items() if name in accepted[backend] and value is not None}
 
 
-def from_spec(spec: str, *, backend: str | None = None, cache: str | Path | GenerationCache | None = None,
-              refresh: bool = False, **options) -> Generator:
+def from_spec(
+    spec: str,
+    *,
+    backend: str | None = None,
+    cache: str | Path | GenerationCache | None = None,
+    refresh: bool = False,
+    **options,
+) -> Generator:
     """The generator a spec names; with `cache`, wrapped in the persistent cache (a path or an open cache;
     `refresh` asks again where the cached answer is empty)."""
     parsed = parse_spec(spec, backend)
     if parsed.base_url:
         if options.get("base_url") and options["base_url"] != parsed.base_url:
-            raise RtuneError(f"model spec '{redact(spec)}' names {redact(parsed.base_url)} but base_url is "
-                             f"{redact(options['base_url'])}")
+            raise RtuneError(
+                f"model spec '{redact(spec)}' names {redact(parsed.base_url)} but base_url is "
+                f"{redact(options['base_url'])}"
+            )
         options["base_url"] = parsed.base_url
     generator = _backend_class(parsed.backend)(parsed.model, **_options_for(parsed.backend, options))
     return CachedGenerator(generator, cache, refresh=refresh) if cache is not None else generator

@@ -6,7 +6,8 @@ return the same results, so a judge or an evaluation never knows which one it ru
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Literal, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -38,7 +39,7 @@ class GenerationRequest(BaseModel):
     add_special_tokens: bool | None = None
 
     @model_validator(mode="after")
-    def _exactly_one_input(self) -> "GenerationRequest":
+    def _exactly_one_input(self) -> GenerationRequest:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("a GenerationRequest needs exactly one of `prompt` or `messages`")
         return self
@@ -113,11 +114,12 @@ def stream_results(generator: Generator, requests: list[GenerationRequest]) -> I
         yield from generator.stream(requests)
         return
     for start in range(0, len(requests), FALLBACK_CHUNK):
-        yield from enumerate(generator.generate(requests[start:start + FALLBACK_CHUNK]), start=start)
+        yield from enumerate(generator.generate(requests[start : start + FALLBACK_CHUNK]), start=start)
 
 
-def generate_in_order(generator: Generator, requests: list[GenerationRequest], progress=None,
-                      label: str = "generate") -> list[GenerationResult]:
+def generate_in_order(
+    generator: Generator, requests: list[GenerationRequest], progress=None, label: str = "generate"
+) -> list[GenerationResult]:
     """Every result, in request order, advancing `progress` (an `rtune.progress.Progress`) as each one arrives."""
     if progress is not None:
         progress.start(label, len(requests))

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS results (
 )
 """
 
+
 def request_key(fingerprint: str, request: GenerationRequest) -> str:
     return stable_hash({"fingerprint": fingerprint, "request": request.model_dump(mode="json")})
 
@@ -54,7 +55,7 @@ class GenerationCache:
         found: dict[str, GenerationResult] = {}
         with self._lock:
             for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-                chunk = keys[start:start + 500]
+                chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk)
                 for key, blob in rows:
@@ -64,8 +65,10 @@ class GenerationCache:
     def put(self, key: str, fingerprint: str, request: GenerationRequest, result: GenerationResult) -> None:
         blob = result.model_copy(update={"cached": False}).model_dump_json()
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO results (key, fingerprint, request, result) VALUES (?, ?, ?, ?)",
-                             (key, fingerprint, json.dumps(request.model_dump(mode="json"), ensure_ascii=False), blob))
+            self._db.execute(
+                "INSERT OR REPLACE INTO results (key, fingerprint, request, result) VALUES (?, ?, ?, ?)",
+                (key, fingerprint, json.dumps(request.model_dump(mode="json"), ensure_ascii=False), blob),
+            )
             self._db.commit()
 
     def __len__(self) -> int:
@@ -116,4 +119,3 @@ class CachedGenerator:
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         return in_request_order(self.stream(requests), len(requests))
-

@@ -6,15 +6,18 @@ our tuned models), so a multi-turn conversation reads exactly as the model was t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from rtune.generation.base import DecodingParams, GenerationRequest, TextStreamer
 from rtune.io import atomic_write_json
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (set or, empty, clear the system prompt), /save FILE, /quit"
+HELP = (
+    "commands: /reset (forget the conversation), /system TEXT (set or, empty, clear the system prompt), "
+    "/save FILE, /quit"
+)
 
 
 @dataclass

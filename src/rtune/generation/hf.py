@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult, TokenLogprob, in_request_order
 from rtune.generation.render import encode_request, stream_until_stop, truncate_at_stop
@@ -31,7 +31,7 @@ class _StopStrings:
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        tails = input_ids[:, max(self.prompt_width, input_ids.shape[1] - self.window):].tolist()
+        tails = input_ids[:, max(self.prompt_width, input_ids.shape[1] - self.window) :].tolist()
         texts = self.tokenizer.batch_decode(tails, skip_special_tokens=False)
         return torch.tensor([any(s in text for s in self.stop) for text in texts], device=input_ids.device)
 
@@ -68,7 +68,10 @@ class _LogprobRecorder:
 
     def row(self, b: int) -> list[tuple[float, list[float], list[int]]]:
         """(chosen logprob, top values, top indices) per step of batch row `b`."""
-        return [(float(chosen[b]), values[b].tolist(), indices[b].tolist()) for chosen, (values, indices) in zip(self.chosen, self.top)]
+        return [
+            (float(chosen[b]), values[b].tolist(), indices[b].tolist())
+            for chosen, (values, indices) in zip(self.chosen, self.top, strict=False)
+        ]
 
 
 _WARNED: set[str] = set()
@@ -102,7 +105,10 @@ class HFGenerator:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.bf16 = bf16
         if bf16:
-            _say_once("bf16 generation: greedy outputs now depend on which prompts share a batch (fp32, the default, does not)")
+            _say_once(
+                "bf16 generation: greedy outputs now depend on which prompts share a batch "
+                "(fp32, the default, does not)"
+            )
         self.fingerprint = stable_hash({"backend": "hf", "model": model_fingerprint(model), "bf16": self.bf16})
         self.calls = 0  # batches run on the model; tests count them
         self._model = None
@@ -110,7 +116,7 @@ class HFGenerator:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_loaded(cls, model, tokenizer, batch_size: int = DEFAULT_BATCH_SIZE) -> "HFGenerator":
+    def of_loaded(cls, model, tokenizer, batch_size: int = DEFAULT_BATCH_SIZE) -> HFGenerator:
         """A generator over a model already in memory (a model being trained): no loading, no fingerprint, fp32."""
         generator = cls.__new__(cls)
         generator.spec, generator.batch_size, generator.bf16 = None, max(1, batch_size), False
@@ -146,11 +152,18 @@ class HFGenerator:
         """Every decoding knob set explicitly, so a model's own generation_config cannot change the outputs."""
         from transformers import GenerationConfig
 
-        sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0} if params.temperature > 0 else {}
+        sampling = (
+            {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0} if params.temperature > 0 else {}
+        )
         return GenerationConfig(
-            max_new_tokens=max_new_tokens, return_dict_in_generate=True, do_sample=bool(sampling), num_beams=1,
+            max_new_tokens=max_new_tokens,
+            return_dict_in_generate=True,
+            do_sample=bool(sampling),
+            num_beams=1,
             repetition_penalty=1.0,
-            eos_token_id=self._eos_ids(), pad_token_id=self.tokenizer.pad_token_id, **sampling,
+            eos_token_id=self._eos_ids(),
+            pad_token_id=self.tokenizer.pad_token_id,
+            **sampling,
         )
 
     def _autocast(self):
@@ -167,7 +180,9 @@ class HFGenerator:
 
         width, pad = max(len(ids) for ids in prompts), self._tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)
-        attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device)
+        attention_mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
+        )
         return input_ids, attention_mask
 
     def _decode(self, prompts: list[list[int]], params: DecodingParams) -> Iterator[tuple[int, GenerationResult]]:
@@ -196,13 +211,17 @@ class HFGenerator:
             self.calls += 1
             with torch.inference_mode(), self._autocast():
                 out = model.generate(
-                    input_ids=input_ids, attention_mask=attention_mask, cache=cache, stopping_criteria=stopping,
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    cache=cache,
+                    stopping_criteria=stopping,
                     generation_config=self._generation_config(params, min(CHUNK_TOKENS, budget)),
-                    logits_processor=LogitsProcessorList([recorder] if recorder else []))
+                    logits_processor=LogitsProcessorList([recorder] if recorder else []),
+                )
             sequences = out.sequences
             if recorder:
                 recorder.finish(sequences[:, -1])
-            new = sequences[:, input_ids.shape[1]:].tolist()
+            new = sequences[:, input_ids.shape[1] :].tolist()
             keep = []
             for b, row in enumerate(rows):
                 tokens[row] += new[b]
@@ -219,30 +238,42 @@ class HFGenerator:
             if len(keep) < len(rows):
                 cache.batch_select_indices(torch.tensor(keep, device=sequences.device))
             index = torch.tensor(keep, device=sequences.device)
-            added = torch.ones((len(keep), sequences.shape[1] - input_ids.shape[1]), dtype=attention_mask.dtype, device=self.device)
+            added = torch.ones(
+                (len(keep), sequences.shape[1] - input_ids.shape[1]), dtype=attention_mask.dtype, device=self.device
+            )
             input_ids, attention_mask = sequences[index], torch.cat([attention_mask[index], added], dim=1)
             rows = [rows[b] for b in keep]
 
-    def _result(self, tokens: list[int], prompt_tokens: int, params: DecodingParams, steps: list | None) -> GenerationResult:
+    def _result(
+        self, tokens: list[int], prompt_tokens: int, params: DecodingParams, steps: list | None
+    ) -> GenerationResult:
         tokenizer = self._tokenizer
         eos = set(self._eos_ids())
         end = next((i for i, token in enumerate(tokens) if token in eos), None)
         kept = tokens if end is None else tokens[:end]
         text, stopped = truncate_at_stop(tokenizer.decode(kept, skip_special_tokens=True), params.stop)
         if stopped:  # count only the tokens up to the one that completed the stop string (it is near the end)
-            while len(kept) > 1 and truncate_at_stop(tokenizer.decode(kept[:-1], skip_special_tokens=True), params.stop)[1]:
+            while (
+                len(kept) > 1
+                and truncate_at_stop(tokenizer.decode(kept[:-1], skip_special_tokens=True), params.stop)[1]
+            ):
                 kept = kept[:-1]
         used = len(kept) + (end is not None and not stopped)
         finish = "stop" if end is not None or stopped else "length"
-        return GenerationResult(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=used,
-                                logprobs=self._logprobs(tokens[:used], steps) if steps is not None else None)
+        return GenerationResult(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=used,
+            logprobs=self._logprobs(tokens[:used], steps) if steps is not None else None,
+        )
 
     def _logprobs(self, tokens: list[int], steps: list) -> list[TokenLogprob]:
         decode = self._tokenizer.decode
         out = []
-        for token, (chosen, values, indices) in zip(tokens, steps):
+        for token, (chosen, values, indices) in zip(tokens, steps, strict=False):
             top = {}
-            for value, index in zip(values, indices):
+            for value, index in zip(values, indices, strict=False):
                 top.setdefault(decode([index]), value)
             out.append(TokenLogprob(token=decode([token]), logprob=chosen, top=top))
         return out
@@ -260,7 +291,7 @@ class HFGenerator:
             for params, indices in groups.items():
                 indices.sort(key=lambda i: len(encoded[i]), reverse=True)
                 for start in range(0, len(indices), self.batch_size):
-                    batch = indices[start:start + self.batch_size]
+                    batch = indices[start : start + self.batch_size]
                     for row, result in self._decode([encoded[i] for i in batch], params):
                         yield batch[row], result
 
@@ -268,7 +299,8 @@ class HFGenerator:
         return in_request_order(self.stream(requests), len(requests))
 
     def _stream_one(self, ids: list[int], params: DecodingParams, streamer, cancel: threading.Event) -> None:
-        """One prompt in one `generate` call, its tokens fed to `streamer`; stops at the next token once `cancel` is set."""
+        """One prompt in one `generate` call, its tokens fed to `streamer`; stops at the next token once
+        `cancel` is set."""
         import torch
         from transformers import StoppingCriteriaList
 
@@ -279,8 +311,13 @@ class HFGenerator:
         if params.temperature > 0:
             torch.manual_seed(params.seed)
         with torch.inference_mode(), self._autocast():
-            model.generate(input_ids=input_ids, attention_mask=attention_mask, streamer=streamer, stopping_criteria=stopping,
-                           generation_config=self._generation_config(params, params.max_new_tokens))
+            model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                streamer=streamer,
+                stopping_criteria=stopping,
+                generation_config=self._generation_config(params, params.max_new_tokens),
+            )
 
     def stream_text(self, request: GenerationRequest) -> Iterator[str]:
         """Text pieces as the model writes them (chat); stop strings are applied to what is shown."""

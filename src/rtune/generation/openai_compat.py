@@ -60,8 +60,9 @@ def _usable_body(text: str, endpoint: str) -> str | None:
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return "no choices"
     content = choices[0].get("message") if endpoint == "chat" else choices[0]
-    if not isinstance(content, dict) or not isinstance(content.get("content" if endpoint == "chat" else "text"),
-                                                       (str, type(None))):
+    if not isinstance(content, dict) or not isinstance(
+        content.get("content" if endpoint == "chat" else "text"), (str, type(None))
+    ):
         return "a choice without text"
     return None
 
@@ -81,31 +82,45 @@ def _finish(reason: str | None) -> str:
 
 def _usage(response: Any) -> dict:
     usage = getattr(response, "usage", None)
-    return {"prompt_tokens": getattr(usage, "prompt_tokens", None) or 0,
-            "completion_tokens": getattr(usage, "completion_tokens", None) or 0}
+    return {
+        "prompt_tokens": getattr(usage, "prompt_tokens", None) or 0,
+        "completion_tokens": getattr(usage, "completion_tokens", None) or 0,
+    }
 
 
 def _chat_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
     if logprobs is None or not logprobs.content:
         return None
-    return [TokenLogprob(token=item.token, logprob=item.logprob,
-                         top={alt.token: alt.logprob for alt in (item.top_logprobs or [])})
-            for item in logprobs.content]
+    return [
+        TokenLogprob(
+            token=item.token, logprob=item.logprob, top={alt.token: alt.logprob for alt in (item.top_logprobs or [])}
+        )
+        for item in logprobs.content
+    ]
 
 
 def _completion_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
     if logprobs is None or not logprobs.tokens:
         return None
     tops = logprobs.top_logprobs or [None] * len(logprobs.tokens)
-    return [TokenLogprob(token=token, logprob=logprob if logprob is not None else float("nan"), top=dict(top or {}))
-            for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, tops, strict=False)]
+    return [
+        TokenLogprob(token=token, logprob=logprob if logprob is not None else float("nan"), top=dict(top or {}))
+        for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, tops, strict=False)
+    ]
 
 
 class OpenAIGenerator:
     """Chat requests go to /chat/completions (the server applies the template), raw prompts to /completions."""
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = None,
-                 concurrency: int = 8, timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_RETRIES):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        concurrency: int = 8,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_RETRIES,
+    ):
         import openai
 
         self.model = model
@@ -115,15 +130,19 @@ class OpenAIGenerator:
         self.timeout, self.max_retries = timeout, max(0, max_retries)
         key = _api_key(api_key_env or "OPENAI_API_KEY", base_url, named=api_key_env is not None)
         self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)  # retries: ours
-        self.fingerprint = stable_hash({"backend": "openai", "base_url": (base_url or OPENAI_URL).rstrip("/"),
-                                        "model": model})
+        self.fingerprint = stable_hash(
+            {"backend": "openai", "base_url": (base_url or OPENAI_URL).rstrip("/"), "model": model}
+        )
         self.calls = 0  # requests that returned; tests count them
         self._stopped = threading.Event()  # set when a stream ends: requests still in flight try no more
 
     def _common(self, request: GenerationRequest) -> dict:
         params = request.params
-        args: dict[str, Any] = {"model": self.model, "max_tokens": params.max_new_tokens,
-                                "temperature": params.temperature}
+        args: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+        }
         if params.top_p != 1.0:
             args["top_p"] = params.top_p
         if params.stop:
@@ -141,11 +160,14 @@ class OpenAIGenerator:
         try:
             yield
         except openai.APIStatusError as exc:
-            raise RtuneError(f"{self.where}: model '{self.model}' answered HTTP {exc.status_code}: "
-                             f"{exc.message}") from exc
+            raise RtuneError(
+                f"{self.where}: model '{self.model}' answered HTTP {exc.status_code}: {exc.message}"
+            ) from exc
         except openai.APITimeoutError as exc:
-            raise RtuneError(f"{self.where}: no answer within {self.timeout:g} s ({tries}); is the server up? "
-                             "(--timeout, --max-retries)") from exc
+            raise RtuneError(
+                f"{self.where}: no answer within {self.timeout:g} s ({tries}); is the server up? "
+                "(--timeout, --max-retries)"
+            ) from exc
         except openai.APIError as exc:  # connection errors
             raise RtuneError(f"{self.where}: request failed after {tries} ({type(exc).__name__}: {exc})") from exc
 
@@ -172,9 +194,11 @@ class OpenAIGenerator:
                 if why is None or attempt == self.max_retries:
                     raise
                 reason, asked = why
-                delay = asked if asked is not None else min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random())
-                _notice(f"{self.where}: {reason}; try {attempt + 2} of {self.max_retries + 1} in {delay:.1f} s "
-                        "(--timeout, --max-retries)")
+                delay = asked if asked is not None else min(0.5 * 2**attempt, 8.0) * (1 - 0.25 * random.random())
+                _notice(
+                    f"{self.where}: {reason}; try {attempt + 2} of {self.max_retries + 1} in {delay:.1f} s "
+                    "(--timeout, --max-retries)"
+                )
                 if self._stopped.wait(delay):  # Ctrl-C, or another request failed for good
                     raise
         raise AssertionError("unreachable")
@@ -184,8 +208,9 @@ class OpenAIGenerator:
         raw = self._with_retries(lambda: create(**args))
         problem = _usable_body(raw.text, endpoint)
         if problem is not None:
-            raise RtuneError(f"{self.where}: model '{self.model}' answered HTTP {raw.status_code} with {problem}: "
-                             f"{raw.text[:100]!r}")
+            raise RtuneError(
+                f"{self.where}: model '{self.model}' answered HTTP {raw.status_code} with {problem}: {raw.text[:100]!r}"
+            )
         return raw.parse()
 
     def _call(self, request: GenerationRequest) -> GenerationResult:
@@ -198,11 +223,14 @@ class OpenAIGenerator:
         args = self._common(request)
         if request.params.top_logprobs:
             args.update(logprobs=True, top_logprobs=request.params.top_logprobs)
-        response = self._response("chat", self.client.chat.completions.with_raw_response.create,
-                                  messages=list(request.messages), **args)
+        response = self._response(
+            "chat", self.client.chat.completions.with_raw_response.create, messages=list(request.messages), **args
+        )
         choice = response.choices[0]
         return GenerationResult(
-            text=choice.message.content or "", finish_reason=_finish(choice.finish_reason), **_usage(response),
+            text=choice.message.content or "",
+            finish_reason=_finish(choice.finish_reason),
+            **_usage(response),
             logprobs=_chat_logprobs(choice.logprobs) if request.params.top_logprobs else None,
         )
 
@@ -210,11 +238,14 @@ class OpenAIGenerator:
         args = self._common(request)
         if request.params.top_logprobs:
             args["logprobs"] = request.params.top_logprobs
-        response = self._response("completions", self.client.completions.with_raw_response.create,
-                                  prompt=request.prompt, **args)
+        response = self._response(
+            "completions", self.client.completions.with_raw_response.create, prompt=request.prompt, **args
+        )
         choice = response.choices[0]
         return GenerationResult(
-            text=choice.text or "", finish_reason=_finish(choice.finish_reason), **_usage(response),
+            text=choice.text or "",
+            finish_reason=_finish(choice.finish_reason),
+            **_usage(response),
             logprobs=_completion_logprobs(choice.logprobs) if request.params.top_logprobs else None,
         )
 
@@ -240,8 +271,10 @@ class OpenAIGenerator:
                 except BaseException as exc:  # raised in the caller's thread below
                     finished.put((index, None, exc))
 
-        workers = [threading.Thread(target=work, daemon=True, name="rtune-openai")
-                   for _ in range(min(self.concurrency, len(requests)))]
+        workers = [
+            threading.Thread(target=work, daemon=True, name="rtune-openai")
+            for _ in range(min(self.concurrency, len(requests)))
+        ]
         for worker in workers:
             worker.start()
         interrupted = False
@@ -271,11 +304,13 @@ class OpenAIGenerator:
 
     def _stream_pieces(self, request: GenerationRequest, args: dict) -> Iterator[str]:
         if request.messages is not None:
-            chunks = self._with_retries(lambda: self.client.chat.completions.create(
-                messages=list(request.messages), stream=True, **args))
+            chunks = self._with_retries(
+                lambda: self.client.chat.completions.create(messages=list(request.messages), stream=True, **args)
+            )
             pieces = (chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
         else:
-            chunks = self._with_retries(lambda: self.client.completions.create(
-                prompt=request.prompt, stream=True, **args))
+            chunks = self._with_retries(
+                lambda: self.client.completions.create(prompt=request.prompt, stream=True, **args)
+            )
             pieces = (chunk.choices[0].text or "" for chunk in chunks if chunk.choices)
         yield from stream_until_stop(pieces, request.params.stop)

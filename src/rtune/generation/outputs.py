@@ -25,26 +25,40 @@ class GenerateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(description="hf:MODEL or a bare model spec, vllm:MODEL, openai:MODEL or openai:MODEL@URL")
-    input: str = Field(description="alpaca_eval, just_eval, heldout, or a JSON/JSONL/CSV file with 'instruction' (or 'prompt')")
+    input: str = Field(
+        description="alpaca_eval, just_eval, heldout, or a JSON/JSONL/CSV file with 'instruction' (or 'prompt')"
+    )
     out: Path = Field(description="output JSON (AlpacaEval format)")
-    prompt: str = Field("chat", description="chat (the model's template, Tulu's when it has none), tulu, plain, "
-                                            "a URIAL mode (urial, urial_r, 0shot) or a URIAL prompt file")
+    prompt: str = Field(
+        "chat",
+        description="chat (the model's template, Tulu's when it has none), tulu, plain, "
+        "a URIAL mode (urial, urial_r, 0shot) or a URIAL prompt file",
+    )
     backend: str | None = Field(None, description="hf, vllm or openai (default: from the spec, else hf)")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend)")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key (default OPENAI_API_KEY)")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts")
+    api_key_env: str | None = Field(
+        None, description="environment variable holding the API key (default OPENAI_API_KEY)"
+    )
+    batch_size: int = Field(
+        DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts"
+    )
     concurrency: int = Field(8, ge=1, description="requests in flight (openai)")
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="seconds to wait for one answer from a server (openai)")
     max_retries: int = Field(DEFAULT_RETRIES, ge=0, description="tries again after a timeout, HTTP 429 or 5xx (openai)")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="hf: fp32 gives the same greedy answers whatever the batch "
-                                                                  "size; bf16 is faster on some hardware but does not")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="hf: fp32 gives the same greedy answers whatever the batch "
+        "size; bf16 is faster on some hardware but does not",
+    )
     max_new_tokens: int = Field(2048, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy (the paper's setting)")
     top_p: float = Field(1.0, ge=0.0, le=1.0)
     seed: int = 0
     stop: tuple[str, ...] = Field((), description="stop strings")
     limit: int | None = Field(None, ge=1, description="only the first N instructions")
-    data_dir: Path | None = Field(None, description="local datasets for named inputs (default: $RTUNE_DATA_DIR, else the hub)")
+    data_dir: Path | None = Field(
+        None, description="local datasets for named inputs (default: $RTUNE_DATA_DIR, else the hub)"
+    )
     cache: Path | None = Field(None, description=f"SQLite cache (default: {CACHE_NAME} beside --out)")
     refresh: bool = Field(False, description="ask again for the items whose cached answer is empty")
     name: str | None = Field(None, description="the 'generator' field (default: model name, plus the URIAL mode)")
@@ -87,20 +101,51 @@ def generate_outputs(settings: GenerateSettings, progress: Progress = SILENT) ->
     check_output(s.out, inputs=[s.input, s.cache])
     instructions = load_instructions(s.input, s.data_dir, s.limit)
     prompting = parse_format(s.prompt)
-    params = DecodingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, stop=s.stop, seed=s.seed)
+    params = DecodingParams(
+        max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, stop=s.stop, seed=s.seed
+    )
     requests = [prompting.request(item.text, params) for item in instructions]
     spec = parse_spec(s.model, s.backend)
     if spec.backend != "openai":  # a server says itself what it cannot read
-        names = [f"{s.input}: item {n}" + (f" (id {item.extra['id']})" if "id" in item.extra else "")
-                 for n, item in enumerate(instructions, start=1)]
+        names = [
+            f"{s.input}: item {n}" + (f" (id {item.extra['id']})" if "id" in item.extra else "")
+            for n, item in enumerate(instructions, start=1)
+        ]
         check_prompt_lengths(spec.model, requests, names)
     cache = s.cache or default_cache(s.out)
-    generator = from_spec(s.model, backend=s.backend, cache=cache, refresh=s.refresh, base_url=s.base_url,
-                          api_key_env=s.api_key_env, batch_size=s.batch_size, concurrency=s.concurrency,
-                          timeout=s.timeout, max_retries=s.max_retries, bf16=s.precision == "bf16")
+    generator = from_spec(
+        s.model,
+        backend=s.backend,
+        cache=cache,
+        refresh=s.refresh,
+        base_url=s.base_url,
+        api_key_env=s.api_key_env,
+        batch_size=s.batch_size,
+        concurrency=s.concurrency,
+        timeout=s.timeout,
+        max_retries=s.max_retries,
+        bf16=s.precision == "bf16",
+    )
     results = generate_in_order(generator, requests, progress)
     label = s.name or generator_name(s.model, s.prompt)
-    atomic_write_json(s.out, [output_row(item, prompting.clean(result.text), label, finish_reason=result.finish_reason,
-                                         output_tokens=result.completion_tokens) for item, result in zip(instructions, results)])
-    return GenerateReport(out=s.out, n=len(results), generated=generator.misses, from_cache=generator.hits, cache=cache,
-                          hit_token_limit=sum(result.finish_reason == "length" for result in results))
+    atomic_write_json(
+        s.out,
+        [
+            output_row(
+                item,
+                prompting.clean(result.text),
+                label,
+                finish_reason=result.finish_reason,
+                output_tokens=result.completion_tokens,
+            )
+            for item, result in zip(instructions, results, strict=False)
+        ],
+    )
+    return GenerateReport(
+        out=s.out,
+        n=len(results),
+        generated=generator.misses,
+        from_cache=generator.hits,
+        cache=cache,
+        hit_token_limit=sum(result.finish_reason == "length" for result in results),
+    )

@@ -49,8 +49,10 @@ def check_prompt_lengths(model: str, requests: list[GenerationRequest], names: l
         while size < len(text) and tokens(text[:size]) < limit:  # a prefix that is too long already settles it
             size *= 4
         if tokens(text[:size]) >= limit:
-            raise RtuneError(f"{name}: the prompt ({len(text):,} characters) is longer than the {limit:,} tokens "
-                             f"{model} reads; shorten it or leave it out")
+            raise RtuneError(
+                f"{name}: the prompt ({len(text):,} characters) is longer than the {limit:,} tokens "
+                f"{model} reads; shorten it or leave it out"
+            )
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
@@ -67,7 +69,7 @@ def stream_until_stop(pieces: Iterable[str], stop: tuple[str, ...]) -> Iterator[
     for piece in pieces:
         text, stopped = truncate_at_stop(shown + piece, stop)
         if len(text) > len(shown):
-            yield text[len(shown):]
+            yield text[len(shown) :]
         shown = text
         if stopped:
             return

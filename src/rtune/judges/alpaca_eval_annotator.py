@@ -35,8 +35,11 @@ INSTALL = f'pip install "rtune[alpaca-eval]" (alpaca-eval=={PINNED})'
 START, END = "<|im_start|>", "<|im_end|>"
 SWITCH_SEED = "is_switched_outputs"  # the name alpaca_eval seeds its order coin with
 # What this module reproduces (setting: (value wanted, alpaca_eval's default)); other configs are refused.
-EXPECTED = {"fn_completions": ("openai_completions", "openai_completions"),
-            "fn_completion_parser": ("logprob_parser", "regex_parser"), "batch_size": (1, 1)}
+EXPECTED = {
+    "fn_completions": ("openai_completions", "openai_completions"),
+    "fn_completion_parser": ("logprob_parser", "regex_parser"),
+    "batch_size": (1, 1),
+}
 KNOWN_KEYS = {"prompt_template", "completions_kwargs", "completion_parser_kwargs", "completion_key", *EXPECTED}
 KNOWN_COMPLETION_KWARGS = {"model_name", "max_tokens", "temperature", "logprobs", "top_logprobs"}
 
@@ -92,19 +95,30 @@ def load_annotator(name: str = ANNOTATOR) -> AlpacaEvalAnnotator:
     completion, parser = config.get("completions_kwargs", {}), config.get("completion_parser_kwargs", {})
     odd = _unsupported(config, completion, parser)
     if odd:
-        raise RtuneError(f"{path}: rtune reproduces only single-token log-probability annotators; "
-                         f"this config also asks for {', '.join(odd)}")
+        raise RtuneError(
+            f"{path}: rtune reproduces only single-token log-probability annotators; "
+            f"this config also asks for {', '.join(odd)}"
+        )
     return AlpacaEvalAnnotator(
-        name=name, version=version, prompt_template=(root / config["prompt_template"]).read_text(encoding="utf-8"),
-        max_tokens=completion["max_tokens"], temperature=completion["temperature"],
-        top_logprobs=completion["top_logprobs"], numerator_token=parser["numerator_token"],
-        denominator_tokens=tuple(parser["denominator_tokens"]), leaderboard_judge=completion["model_name"])
+        name=name,
+        version=version,
+        prompt_template=(root / config["prompt_template"]).read_text(encoding="utf-8"),
+        max_tokens=completion["max_tokens"],
+        temperature=completion["temperature"],
+        top_logprobs=completion["top_logprobs"],
+        numerator_token=parser["numerator_token"],
+        denominator_tokens=tuple(parser["denominator_tokens"]),
+        leaderboard_judge=completion["model_name"],
+    )
 
 
 def _unsupported(config: dict, completion: dict, parser: dict) -> list[str]:
     """The settings of a config that this module would not reproduce."""
-    odd = [f"{key}: {config.get(key, default)}" for key, (wanted, default) in EXPECTED.items()
-           if config.get(key, default) != wanted]
+    odd = [
+        f"{key}: {config.get(key, default)}"
+        for key, (wanted, default) in EXPECTED.items()
+        if config.get(key, default) != wanted
+    ]
     odd += sorted(set(config) - KNOWN_KEYS) + sorted(set(completion) - KNOWN_COMPLETION_KWARGS)
     if parser.get("is_binarize", True):
         odd.append("is_binarize: true")
@@ -135,11 +149,13 @@ def chat_messages(prompt: str) -> tuple[dict, ...]:
     return tuple(messages)
 
 
-def messages_for(annotator: AlpacaEvalAnnotator, instruction: str, reference: str, output: str,
-                 swapped: bool) -> tuple[dict, ...]:
+def messages_for(
+    annotator: AlpacaEvalAnnotator, instruction: str, reference: str, output: str, swapped: bool
+) -> tuple[dict, ...]:
     first, second = (output, reference) if swapped else (reference, output)
-    prompt = format_prompt(annotator.prompt_template, {"instruction": instruction, "output_1": first,
-                                                       "output_2": second})
+    prompt = format_prompt(
+        annotator.prompt_template, {"instruction": instruction, "output_1": first, "output_2": second}
+    )
     return chat_messages(prompt)
 
 

@@ -47,9 +47,11 @@ class AspectPrompts:
         return (({"role": "system", "content": self.system_prompt},) if self.system_prompt is not None else ()) + turns
 
 
-def load_aspect_prompts(template: Path | None, safety_template: Path | None,
-                        system_prompt: str | None) -> AspectPrompts:
+def load_aspect_prompts(
+    template: Path | None, safety_template: Path | None, system_prompt: str | None
+) -> AspectPrompts:
     """The prompts a run uses; a named file that lacks `${instruction}` or `${candidate}` fails here."""
+
     def load(path: Path | None, what: str) -> PromptFile | None:
         return None if path is None else load_prompt_file(path, "template", FIELDS, what)
 

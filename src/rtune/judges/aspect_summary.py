@@ -38,8 +38,9 @@ def summarise_group(rows: list[dict], samples: int, seed: int) -> GroupSummary:
     from rtune.stats import bootstrap_draws, percentile_interval
 
     names = (*ASPECTS, SAFETY)
-    matrix = np.array([[row["scores"].get(name, np.nan) for name in names] for row in rows],
-                      dtype=float).reshape(len(rows), len(names))
+    matrix = np.array([[row["scores"].get(name, np.nan) for name in names] for row in rows], dtype=float).reshape(
+        len(rows), len(names)
+    )
     counts = np.isfinite(matrix).sum(axis=0)
     present = [j for j in range(len(names)) if counts[j] > 0]
     if not present:
@@ -50,8 +51,9 @@ def summarise_group(rows: list[dict], samples: int, seed: int) -> GroupSummary:
     def mean(point: float, draws, n: int) -> Mean:
         return Mean(mean=point, ci95=percentile_interval(draws), n=n)
 
-    aspects = {names[j]: mean(float(points[column]), boots[:, column], int(counts[j]))
-               for column, j in enumerate(present)}
+    aspects = {
+        names[j]: mean(float(points[column]), boots[:, column], int(counts[j])) for column, j in enumerate(present)
+    }
     overall = {}
     for label, wanted in (("overall", ASPECTS), ("overall_with_safety", names)):
         columns = [present.index(names.index(name)) for name in wanted if names.index(name) in present]

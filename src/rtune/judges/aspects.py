@@ -47,18 +47,25 @@ class AspectsSettings(BaseModel):
     limit: int | None = Field(None, ge=1, description="Only the first N items.")
     max_attempts: int = Field(3, ge=1, description="Tries per item when the answer cannot be read.")
     max_new_tokens: int = Field(1024, ge=16, description="Judge answer length cap.")
-    safety_category: str = Field(SAFETY, description="Items of this category get the safety score instead of "
-                                                     "the five aspects.")
-    template: Path | None = Field(None, description="Prompt file for the five aspects, in just-eval's syntax "
-                                                    "(${instruction}, ${candidate}); default: rtune's own prompt.")
-    safety_template: Path | None = Field(None, description="Prompt file for safety items, in just-eval's syntax; "
-                                                           "default: rtune's own prompt.")
-    system_prompt: str | None = Field(None, description="A system message sent before every prompt (just-eval "
-                                                        "sends one: see docs/fidelity.md).")
+    safety_category: str = Field(
+        SAFETY, description="Items of this category get the safety score instead of the five aspects."
+    )
+    template: Path | None = Field(
+        None,
+        description="Prompt file for the five aspects, in just-eval's syntax "
+        "(${instruction}, ${candidate}); default: rtune's own prompt.",
+    )
+    safety_template: Path | None = Field(
+        None, description="Prompt file for safety items, in just-eval's syntax; default: rtune's own prompt."
+    )
+    system_prompt: str | None = Field(
+        None, description="A system message sent before every prompt (just-eval sends one: see docs/fidelity.md)."
+    )
     max_concurrency: int = Field(8, ge=1, description="Judge requests in flight (openai).")
     batch_size: int | None = Field(None, ge=1, description="Batch size for an in-process judge (hf).")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key "
-                                                      "(default OPENAI_API_KEY).")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (default OPENAI_API_KEY)."
+    )
     seed: int = Field(0, description="Bootstrap seed.")
     bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples per interval.")
 
@@ -168,9 +175,15 @@ def read_items(path: Path, limit: int | None = None) -> list[ScoredItem]:
         if item_id in seen:
             raise RtuneError(f"{path}: row {number}: id {item_id!r} appears twice")
         seen.add(item_id)
-        items.append(ScoredItem(id=item_id, instruction=row["instruction"], output=row["output"],
-                                generator=str(row.get("generator") or Path(path).stem),
-                                category=str(row.get("category") or DEFAULT_CATEGORY)))
+        items.append(
+            ScoredItem(
+                id=item_id,
+                instruction=row["instruction"],
+                output=row["output"],
+                generator=str(row.get("generator") or Path(path).stem),
+                category=str(row.get("category") or DEFAULT_CATEGORY),
+            )
+        )
     if not items:
         raise RtuneError(f"{path}: no outputs")
     return items[:limit] if limit is not None else items
@@ -202,18 +215,28 @@ def _is_safety(item: ScoredItem, settings: AspectsSettings) -> bool:
 
 
 def _item_key(item: ScoredItem, settings: AspectsSettings, prompts: AspectPrompts, fingerprint: str) -> str:
-    return stable_hash({"id": item.id, "instruction": item.instruction, "output": item.output, "judge": fingerprint,
-                        "aspects": aspects_for(item, settings), "prompt": prompts.version(_is_safety(item, settings))})
+    return stable_hash(
+        {
+            "id": item.id,
+            "instruction": item.instruction,
+            "output": item.output,
+            "judge": fingerprint,
+            "aspects": aspects_for(item, settings),
+            "prompt": prompts.version(_is_safety(item, settings)),
+        }
+    )
 
 
 def _request(item: ScoredItem, settings: AspectsSettings, prompts: AspectPrompts, attempt: int) -> GenerationRequest:
     params = attempt_params(DecodingParams(max_new_tokens=settings.max_new_tokens, temperature=0.0), attempt)
-    return GenerationRequest(messages=prompts.messages(item.instruction, item.output, _is_safety(item, settings)),
-                             params=params)
+    return GenerationRequest(
+        messages=prompts.messages(item.instruction, item.output, _is_safety(item, settings)), params=params
+    )
 
 
-def score_items(items: list[ScoredItem], settings: AspectsSettings, caller: JudgeCaller,
-                progress: Progress = SILENT) -> AspectsRun:
+def score_items(
+    items: list[ScoredItem], settings: AspectsSettings, caller: JudgeCaller, progress: Progress = SILENT
+) -> AspectsRun:
     """Score every item not already in the log (in `settings.out`), appending each as it finishes."""
     prompts = settings.prompts()
     fingerprint = caller.generator.fingerprint
@@ -224,23 +247,33 @@ def score_items(items: list[ScoredItem], settings: AspectsSettings, caller: Judg
     run = AspectsRun(rows=[], prompt_version=prompts.summary_version, resumed=len(items) - len(todo))
     progress.start("score", len(items))
     progress.advance(run.resumed)
-    answers = caller.ask(len(todo), lambda j, attempt: _request(items[todo[j]], settings, prompts, attempt),
-                         lambda j, result: parse_scores(result.text, aspects_for(items[todo[j]], settings)))
+    answers = caller.ask(
+        len(todo),
+        lambda j, attempt: _request(items[todo[j]], settings, prompts, attempt),
+        lambda j, result: parse_scores(result.text, aspects_for(items[todo[j]], settings)),
+    )
     with resumable(log.path):
         for answer in answers:
             index = todo[answer.index]
             item = items[index]
             if answer.value is None:
                 last = answer.result.text if answer.result is not None else ""
-                run.failures.append(AspectsFailure(id=item.id, category=item.category, attempts=answer.attempts,
-                                                   last_answer=last[:500]))
+                run.failures.append(
+                    AspectsFailure(id=item.id, category=item.category, attempts=answer.attempts, last_answer=last[:500])
+                )
             else:
-                row = {"id": item.id, "instruction": item.instruction, "category": item.category,
-                       "generator": item.generator,
-                       "scores": {name: score.score for name, score in answer.value.items()},
-                       "rationales": {name: score.rationale for name, score in answer.value.items()},
-                       "attempts": answer.attempts, "annotator": settings.annotator,
-                       "prompt_version": prompts.version(_is_safety(item, settings)), "key": keys[index]}
+                row = {
+                    "id": item.id,
+                    "instruction": item.instruction,
+                    "category": item.category,
+                    "generator": item.generator,
+                    "scores": {name: score.score for name, score in answer.value.items()},
+                    "rationales": {name: score.rationale for name, score in answer.value.items()},
+                    "attempts": answer.attempts,
+                    "annotator": settings.annotator,
+                    "prompt_version": prompts.version(_is_safety(item, settings)),
+                    "key": keys[index],
+                }
                 log.append(row)
                 done[keys[index]] = row
             progress.advance()
@@ -269,10 +302,17 @@ class AspectsSummary(BaseModel):
 
 def summarise(run: AspectsRun, items: list[ScoredItem], settings: AspectsSettings) -> AspectsSummary:
     """The bootstrap summaries of the scored rows, with the counts that say what is missing from them."""
-    return AspectsSummary(annotator=settings.annotator, judge=redact(settings.judge), prompt_version=run.prompt_version,
-                          n_items=len(items), n_scored=len(run.rows), n_failed=len(run.failures),
-                          n_resumed=run.resumed, failed_ids=[failure.id for failure in run.failures],
-                          by_category=summarise_categories(run.rows, settings.bootstrap_samples, settings.seed))
+    return AspectsSummary(
+        annotator=settings.annotator,
+        judge=redact(settings.judge),
+        prompt_version=run.prompt_version,
+        n_items=len(items),
+        n_scored=len(run.rows),
+        n_failed=len(run.failures),
+        n_resumed=run.resumed,
+        failed_ids=[failure.id for failure in run.failures],
+        by_category=summarise_categories(run.rows, settings.bootstrap_samples, settings.seed),
+    )
 
 
 class AspectsReport(AspectsSummary):
@@ -294,14 +334,21 @@ def run(settings: AspectsSettings, progress: Progress = SILENT) -> AspectsReport
     s = settings
     check_output(s.out, inputs=[s.outputs, s.template, s.safety_template], directory=True)
     items = read_items(s.outputs, s.limit)
-    generator, cache = open_judge(s.judge, s.out, concurrency=s.max_concurrency, batch_size=s.batch_size,
-                                  api_key_env=s.api_key_env)
+    generator, cache = open_judge(
+        s.judge, s.out, concurrency=s.max_concurrency, batch_size=s.batch_size, api_key_env=s.api_key_env
+    )
     caller = JudgeCaller(generator, cache, s.max_attempts)
     scored = score_items(items, s, caller, progress)
     refuse_if_nothing_read(scored.rows, scored.failures, s.max_attempts)
     write_jsonl(s.out / LOG_FILE, scored.rows)
-    report = AspectsReport(**dict(summarise(scored, items, s)), judge_fingerprint=generator.fingerprint,
-                           usage=caller.usage.report(s.judge), failures=scored.failures, scores_file=s.out / LOG_FILE,
-                           summary_file=s.out / SUMMARY_FILE, cache_file=s.out / CACHE_FILE)
+    report = AspectsReport(
+        **dict(summarise(scored, items, s)),
+        judge_fingerprint=generator.fingerprint,
+        usage=caller.usage.report(s.judge),
+        failures=scored.failures,
+        scores_file=s.out / LOG_FILE,
+        summary_file=s.out / SUMMARY_FILE,
+        cache_file=s.out / CACHE_FILE,
+    )
     atomic_write_json(report.summary_file, report.summary_json())
     return report

@@ -32,8 +32,9 @@ def attempt_params(base: DecodingParams, attempt: int) -> DecodingParams:
     """Attempt 0 decodes as asked; each retry samples with its own seed."""
     if attempt == 0:
         return base
-    return base.model_copy(update={"temperature": max(base.temperature, RETRY_TEMPERATURE),
-                                   "seed": base.seed + attempt})
+    return base.model_copy(
+        update={"temperature": max(base.temperature, RETRY_TEMPERATURE), "seed": base.seed + attempt}
+    )
 
 
 @dataclass
@@ -63,8 +64,10 @@ def resumable(log_path: Path) -> Iterator[None]:
 def refuse_if_nothing_read(read: list, failures: list, attempts: int) -> None:
     """A run where the judge never gave a readable answer has no result: one error (exit 2), not n=0 and NaN."""
     if failures and not read:
-        raise RtuneError(f"the judge gave no readable answer for any of the {len(failures)} items ({attempts} tries "
-                         f"each; the last: {failures[-1].last_answer[:80]!r}); nothing was cached, a rerun asks again")
+        raise RtuneError(
+            f"the judge gave no readable answer for any of the {len(failures)} items ({attempts} tries "
+            f"each; the last: {failures[-1].last_answer[:80]!r}); nothing was cached, a rerun asks again"
+        )
 
 
 class JudgeCaller:
@@ -78,8 +81,12 @@ class JudgeCaller:
         self.max_attempts = max_attempts
         self.usage = Usage()
 
-    def ask(self, count: int, make_request: Callable[[int, int], GenerationRequest],
-            parse: Callable[[int, GenerationResult], T | None]) -> Iterator[Answer[T]]:
+    def ask(
+        self,
+        count: int,
+        make_request: Callable[[int, int], GenerationRequest],
+        parse: Callable[[int, GenerationResult], T | None],
+    ) -> Iterator[Answer[T]]:
         """Ask about items 0..count-1; yields each item's `Answer` as soon as it is settled.
 
         `make_request(index, attempt)` builds the request; `parse(index, result)` returns the reading
@@ -102,8 +109,12 @@ class JudgeCaller:
                     unreadable.append(index)
                     continue
                 if not result.cached and self.cache is not None:
-                    self.cache.put(request_key(self.generator.fingerprint, requests[index]),
-                                   self.generator.fingerprint, requests[index], result)
+                    self.cache.put(
+                        request_key(self.generator.fingerprint, requests[index]),
+                        self.generator.fingerprint,
+                        requests[index],
+                        result,
+                    )
                 yield Answer(index, value, result, attempt + 1)
             pending = sorted(unreadable)
         for index in pending:

@@ -52,8 +52,10 @@ def _outputs_by_instruction(path: Path) -> dict[str, dict]:
                 raise RtuneError(f"{path}: row {number}: expected a string '{name}', found {found}")
         previous = rows.get(row["instruction"])
         if previous is not None and previous["output"] != row["output"]:
-            raise RtuneError(f"{path}: row {number}: instruction appears twice with different outputs "
-                             f"({row['instruction'][:60]!r}); keep one output per instruction")
+            raise RtuneError(
+                f"{path}: row {number}: instruction appears twice with different outputs "
+                f"({row['instruction'][:60]!r}); keep one output per instruction"
+            )
         rows.setdefault(row["instruction"], {**row, "generator": str(row.get("generator") or Path(path).stem)})
     if not rows:
         raise RtuneError(f"{path}: no outputs")
@@ -66,15 +68,25 @@ def align(outputs_path: Path, reference_path: Path, limit: int | None = None) ->
     reference = _outputs_by_instruction(reference_path)
     shared = [instruction for instruction in outputs if instruction in reference]
     if not shared:
-        raise RtuneError(f"{outputs_path} and {reference_path} share no instruction: "
-                         "are they outputs for the same set?")
-    pairs = [Pair(instruction=instruction, reference=reference[instruction]["output"],
-                  output=outputs[instruction]["output"], reference_generator=reference[instruction]["generator"],
-                  generator=outputs[instruction]["generator"],
-                  dataset=outputs[instruction].get("dataset") or reference[instruction].get("dataset"))
-             for instruction in shared]
-    return Alignment(pairs=pairs[:limit] if limit is not None else pairs,
-                     only_in_outputs=len(outputs) - len(shared), only_in_reference=len(reference) - len(shared))
+        raise RtuneError(
+            f"{outputs_path} and {reference_path} share no instruction: are they outputs for the same set?"
+        )
+    pairs = [
+        Pair(
+            instruction=instruction,
+            reference=reference[instruction]["output"],
+            output=outputs[instruction]["output"],
+            reference_generator=reference[instruction]["generator"],
+            generator=outputs[instruction]["generator"],
+            dataset=outputs[instruction].get("dataset") or reference[instruction].get("dataset"),
+        )
+        for instruction in shared
+    ]
+    return Alignment(
+        pairs=pairs[:limit] if limit is not None else pairs,
+        only_in_outputs=len(outputs) - len(shared),
+        only_in_reference=len(reference) - len(shared),
+    )
 
 
 def model_shown_first(seed: int, instruction: str) -> bool:
@@ -96,8 +108,9 @@ def weighted_reading(result: GenerationResult) -> float | None:
     """P(first shown wins): the first token's probability mass on A, over the mass on A and B."""
     if not result.logprobs:
         if result.text.strip():
-            raise RtuneError("the judge returned no log-probabilities, which weighted mode needs; "
-                             "use --mode parsed for this judge")
+            raise RtuneError(
+                "the judge returned no log-probabilities, which weighted mode needs; use --mode parsed for this judge"
+            )
         return None
     first = result.logprobs[0]
     candidates = dict(first.top)
@@ -111,8 +124,9 @@ def weighted_reading(result: GenerationResult) -> float | None:
     return mass[PAIRWISE_IDS[0]] / total if total > 0 else None
 
 
-_VERDICT = re.compile(r"^(?:(?:response|output|answer|verdict|better(?: response)?)\s*[:\-]?\s*)?\(?([AB])\)?[.!]?$",
-                      re.IGNORECASE)
+_VERDICT = re.compile(
+    r"^(?:(?:response|output|answer|verdict|better(?: response)?)\s*[:\-]?\s*)?\(?([AB])\)?[.!]?$", re.IGNORECASE
+)
 
 
 def parsed_reading(result: GenerationResult) -> float | None:

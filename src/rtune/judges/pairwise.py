@@ -33,8 +33,18 @@ from rtune.winrate.schema import WinRateReport
 
 LOG_FILE = "annotations.jsonl"  # finished items, appended as they complete (the resume log)
 ANNOTATIONS_FILE, LEADERBOARD_FILE, RUN_FILE = "annotations.json", "leaderboard.csv", "run.json"
-LEADERBOARD_COLUMNS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate",
-                       "avg_length", "length_controlled_winrate", "lc_standard_error")
+LEADERBOARD_COLUMNS = (
+    "win_rate",
+    "standard_error",
+    "n_wins",
+    "n_wins_base",
+    "n_draws",
+    "n_total",
+    "discrete_win_rate",
+    "avg_length",
+    "length_controlled_winrate",
+    "lc_standard_error",
+)
 RECORDED = {"judge", "mode", "seed", "max_attempts", "top_logprobs", "parsed_max_new_tokens"}  # settings in run.json
 
 
@@ -46,24 +56,37 @@ class PairwiseSettings(BaseModel):
     outputs: Path = Field(description="The model's outputs: JSON/JSONL list of {instruction, output, generator}.")
     reference: Path = Field(description="Reference outputs for the same instructions (output_1 in the annotations).")
     judge: str = Field(description="Judge spec: openai:MODEL or openai:MODEL@URL, vllm:MODEL, hf:MODEL.")
-    out: Path = Field(description="Run directory: annotations.json, leaderboard.csv, run.json, judge cache "
-                                  "(rerun to resume).")
-    annotator: Annotator | None = Field(None, description=(
-        f"alpaca_eval_2: AlpacaEval 2's {ANNOTATOR} (the paper's), read from the installed alpaca-eval; rtune: "
-        f"our own prompt. Default: alpaca_eval_2 when alpaca-eval is installed ({INSTALL}) and the mode is "
-        "weighted, else rtune."))
-    mode: Mode = Field("weighted", description="rtune annotator: weighted: one token, preference from "
-                                               "log-probabilities; parsed: verdict read from text.")
+    out: Path = Field(
+        description="Run directory: annotations.json, leaderboard.csv, run.json, judge cache (rerun to resume)."
+    )
+    annotator: Annotator | None = Field(
+        None,
+        description=(
+            f"alpaca_eval_2: AlpacaEval 2's {ANNOTATOR} (the paper's), read from the installed alpaca-eval; rtune: "
+            f"our own prompt. Default: alpaca_eval_2 when alpaca-eval is installed ({INSTALL}) and the mode is "
+            "weighted, else rtune."
+        ),
+    )
+    mode: Mode = Field(
+        "weighted",
+        description="rtune annotator: weighted: one token, preference from "
+        "log-probabilities; parsed: verdict read from text.",
+    )
     seed: int = Field(0, description="Draws which output each comparison shows first.")
     limit: int | None = Field(None, ge=1, description="Only the first N shared instructions.")
     max_attempts: int = Field(3, ge=1, description="Tries per item when the answer cannot be read.")
-    top_logprobs: int = Field(20, ge=2, le=20, description="Alternatives read per token (rtune weighted mode; "
-                                                           "20 is the OpenAI API's maximum).")
+    top_logprobs: int = Field(
+        20,
+        ge=2,
+        le=20,
+        description="Alternatives read per token (rtune weighted mode; 20 is the OpenAI API's maximum).",
+    )
     parsed_max_new_tokens: int = Field(16, ge=1, description="Answer length cap in parsed mode (rtune).")
     max_concurrency: int = Field(8, ge=1, description="Judge requests in flight (openai).")
     batch_size: int | None = Field(None, ge=1, description="Batch size for an in-process judge (hf).")
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key "
-                                                      "(default OPENAI_API_KEY).")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (default OPENAI_API_KEY)."
+    )
     length_controlled: bool = Field(True, description="Also the length-controlled win rate (--no-lc skips it).")
 
     @property
@@ -118,8 +141,16 @@ class PairwiseReport(BaseModel):
 
 
 def _item_key(pair: Pair, settings: PairwiseSettings, protocol: PairwiseProtocol, fingerprint: str) -> str:
-    return stable_hash({"instruction": pair.instruction, "output_1": pair.reference, "output_2": pair.output,
-                        "judge": fingerprint, "seed": settings.seed, **protocol.identity})
+    return stable_hash(
+        {
+            "instruction": pair.instruction,
+            "output_1": pair.reference,
+            "output_2": pair.output,
+            "judge": fingerprint,
+            "seed": settings.seed,
+            **protocol.identity,
+        }
+    )
 
 
 def _raw_completion(result: GenerationResult | None) -> dict:
@@ -133,22 +164,38 @@ def _raw_completion(result: GenerationResult | None) -> dict:
 
 def _row(pair: Pair, settings: PairwiseSettings, **fields) -> dict:
     """An AlpacaEval annotation row for `pair`, with `fields` after the outputs and generators."""
-    row = {"instruction": pair.instruction, "output_1": pair.reference, "generator_1": pair.reference_generator,
-           "output_2": pair.output, "generator_2": pair.generator, "annotator": settings.label, **fields}
+    row = {
+        "instruction": pair.instruction,
+        "output_1": pair.reference,
+        "generator_1": pair.reference_generator,
+        "output_2": pair.output,
+        "generator_2": pair.generator,
+        "annotator": settings.label,
+        **fields,
+    }
     if pair.dataset is not None:
         row["dataset"] = pair.dataset
     return row
 
 
-def _annotation(pair: Pair, answer: Answer[float], settings: PairwiseSettings, protocol: PairwiseProtocol,
-                key: str) -> dict:
-    return _row(pair, settings, preference=answer.value, raw_completion=_raw_completion(answer.result),
-                model_shown_first=protocol.shown_first(pair), attempts=answer.attempts,
-                prompt_version=protocol.version, key=key)
+def _annotation(
+    pair: Pair, answer: Answer[float], settings: PairwiseSettings, protocol: PairwiseProtocol, key: str
+) -> dict:
+    return _row(
+        pair,
+        settings,
+        preference=answer.value,
+        raw_completion=_raw_completion(answer.result),
+        model_shown_first=protocol.shown_first(pair),
+        attempts=answer.attempts,
+        prompt_version=protocol.version,
+        key=key,
+    )
 
 
-def judge_pairs(pairs: list[Pair], settings: PairwiseSettings, caller: JudgeCaller,
-                progress: Progress = SILENT) -> PairwiseRun:
+def judge_pairs(
+    pairs: list[Pair], settings: PairwiseSettings, caller: JudgeCaller, progress: Progress = SILENT
+) -> PairwiseRun:
     """Annotate every pair not already in the resume log (in `settings.out`), appending each as it finishes."""
     protocol = settings.protocol()
     fingerprint = caller.generator.fingerprint
@@ -161,17 +208,25 @@ def judge_pairs(pairs: list[Pair], settings: PairwiseSettings, caller: JudgeCall
     progress.advance(run.resumed)
     fixed = {j: protocol.fixed(pairs[index]) for j, index in enumerate(todo)}
     asked = [j for j, value in fixed.items() if value is None]
-    answers = caller.ask(len(asked), lambda k, attempt: protocol.request(pairs[todo[asked[k]]], attempt),
-                         lambda k, result: protocol.read(pairs[todo[asked[k]]], result))
-    settled = itertools.chain((Answer(j, value, None, 0) for j, value in fixed.items() if value is not None),
-                              (replace(answer, index=asked[answer.index]) for answer in answers))
+    answers = caller.ask(
+        len(asked),
+        lambda k, attempt: protocol.request(pairs[todo[asked[k]]], attempt),
+        lambda k, result: protocol.read(pairs[todo[asked[k]]], result),
+    )
+    settled = itertools.chain(
+        (Answer(j, value, None, 0) for j, value in fixed.items() if value is not None),
+        (replace(answer, index=asked[answer.index]) for answer in answers),
+    )
     with resumable(log.path):
         for answer in settled:
             index = todo[answer.index]
             if answer.value is None:
                 last = answer.result.text if answer.result is not None else ""
-                run.failures.append(PairwiseFailure(instruction=pairs[index].instruction, attempts=answer.attempts,
-                                                    last_answer=last[:500]))
+                run.failures.append(
+                    PairwiseFailure(
+                        instruction=pairs[index].instruction, attempts=answer.attempts, last_answer=last[:500]
+                    )
+                )
             else:
                 row = _annotation(pairs[index], answer, settings, protocol, keys[index])
                 log.append(row)
@@ -191,8 +246,14 @@ def annotation_records(run: PairwiseRun, pairs: list[Pair], settings: PairwiseSe
             row = {name: value for name, value in finished[pair.instruction].items() if name != "key"}
         elif pair.instruction in failed:
             failure = failed[pair.instruction]
-            row = _row(pair, settings, preference=None, raw_completion={"text": failure.last_answer},
-                       attempts=failure.attempts, prompt_version=run.version)
+            row = _row(
+                pair,
+                settings,
+                preference=None,
+                raw_completion={"text": failure.last_answer},
+                attempts=failure.attempts,
+                prompt_version=run.version,
+            )
         else:
             continue
         records.append(Annotation.model_validate(row))
@@ -205,8 +266,9 @@ def write_leaderboard(path: Path, report: WinRateReport) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["", *LEADERBOARD_COLUMNS])
     values = report.model_dump()
-    writer.writerow([report.generator or "model",
-                     *("" if values[name] is None else values[name] for name in LEADERBOARD_COLUMNS)])
+    writer.writerow(
+        [report.generator or "model", *("" if values[name] is None else values[name] for name in LEADERBOARD_COLUMNS)]
+    )
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -218,8 +280,9 @@ def run(settings: PairwiseSettings, progress: Progress = SILENT) -> PairwiseRepo
     check_output(out, inputs=[s.outputs, s.reference], directory=True)
     alignment = align(s.outputs, s.reference, s.limit)
     s.protocol()  # a missing alpaca-eval fails here, before a judge is loaded
-    generator, cache = open_judge(s.judge, out, concurrency=s.max_concurrency, batch_size=s.batch_size,
-                                  api_key_env=s.api_key_env)
+    generator, cache = open_judge(
+        s.judge, out, concurrency=s.max_concurrency, batch_size=s.batch_size, api_key_env=s.api_key_env
+    )
     caller = JudgeCaller(generator, cache, s.max_attempts)
     judged = judge_pairs(alignment.pairs, s, caller, progress)
     refuse_if_nothing_read(judged.annotations, judged.failures, s.max_attempts)
@@ -228,18 +291,38 @@ def run(settings: PairwiseSettings, progress: Progress = SILENT) -> PairwiseRepo
     metrics = summarize(records, str(out / ANNOTATIONS_FILE), length_controlled=s.length_controlled)
     write_leaderboard(out / LEADERBOARD_FILE, metrics)
     report = PairwiseReport(
-        metrics=metrics, n_compared=len(alignment.pairs), only_in_outputs=alignment.only_in_outputs,
-        only_in_reference=alignment.only_in_reference, n_annotated=len(judged.annotations),
-        n_failed=len(judged.failures), n_resumed=judged.resumed, judge_fingerprint=generator.fingerprint,
-        usage=caller.usage.report(s.judge), failures=judged.failures, annotations_file=out / ANNOTATIONS_FILE,
-        leaderboard_file=out / LEADERBOARD_FILE, run_file=out / RUN_FILE, log_file=out / LOG_FILE,
-        cache_file=out / CACHE_FILE)
-    atomic_write_json(report.run_file, {
-        **s.model_dump(mode="json", include=RECORDED), "judge": redact(s.judge), "annotator": s.label,
-        "prompt_version": judged.version,
-        "judge_fingerprint": report.judge_fingerprint, "outputs": str(s.outputs), "reference": str(s.reference),
-        **report.model_dump(include={"n_compared", "only_in_outputs", "only_in_reference", "n_annotated", "n_failed",
-                                     "n_resumed"}),
-        "usage": report.usage.model_dump(), "metrics": metrics.model_dump(mode="json"),
-        "failures": [failure.model_dump() for failure in report.failures]})
+        metrics=metrics,
+        n_compared=len(alignment.pairs),
+        only_in_outputs=alignment.only_in_outputs,
+        only_in_reference=alignment.only_in_reference,
+        n_annotated=len(judged.annotations),
+        n_failed=len(judged.failures),
+        n_resumed=judged.resumed,
+        judge_fingerprint=generator.fingerprint,
+        usage=caller.usage.report(s.judge),
+        failures=judged.failures,
+        annotations_file=out / ANNOTATIONS_FILE,
+        leaderboard_file=out / LEADERBOARD_FILE,
+        run_file=out / RUN_FILE,
+        log_file=out / LOG_FILE,
+        cache_file=out / CACHE_FILE,
+    )
+    atomic_write_json(
+        report.run_file,
+        {
+            **s.model_dump(mode="json", include=RECORDED),
+            "judge": redact(s.judge),
+            "annotator": s.label,
+            "prompt_version": judged.version,
+            "judge_fingerprint": report.judge_fingerprint,
+            "outputs": str(s.outputs),
+            "reference": str(s.reference),
+            **report.model_dump(
+                include={"n_compared", "only_in_outputs", "only_in_reference", "n_annotated", "n_failed", "n_resumed"}
+            ),
+            "usage": report.usage.model_dump(),
+            "metrics": metrics.model_dump(mode="json"),
+            "failures": [failure.model_dump() for failure in report.failures],
+        },
+    )
     return report

@@ -79,8 +79,9 @@ class RtuneProtocol:
             params = DecodingParams(max_new_tokens=1, temperature=0.0, top_logprobs=self.top_logprobs)
         else:
             params = DecodingParams(max_new_tokens=self.parsed_max_new_tokens, temperature=0.0)
-        return GenerationRequest(messages=pairwise_messages(pair.instruction, first, second),
-                                 params=attempt_params(params, attempt))
+        return GenerationRequest(
+            messages=pairwise_messages(pair.instruction, first, second), params=attempt_params(params, attempt)
+        )
 
     def read(self, pair: Pair, result: GenerationResult) -> float | None:
         p_first_wins = (weighted_reading if self.mode == "weighted" else parsed_reading)(result)
@@ -115,14 +116,17 @@ class AlpacaEval2Protocol:
     def read(self, pair: Pair, result: GenerationResult) -> float | None:
         if not result.logprobs:
             if result.text.strip():
-                raise RtuneError("the judge returned no log-probabilities, which AlpacaEval 2's annotator reads; "
-                                 "use --annotator rtune --mode parsed for this judge")
+                raise RtuneError(
+                    "the judge returned no log-probabilities, which AlpacaEval 2's annotator reads; "
+                    "use --annotator rtune --mode parsed for this judge"
+                )
             return None
         return alpaca.preference(self.annotator, result.logprobs[0].top, self.shown_first(pair))
 
 
-def make_protocol(annotator: Annotator, mode: Mode, seed: int, top_logprobs: int,
-                  parsed_max_new_tokens: int) -> PairwiseProtocol:
+def make_protocol(
+    annotator: Annotator, mode: Mode, seed: int, top_logprobs: int, parsed_max_new_tokens: int
+) -> PairwiseProtocol:
     """The named annotator (AlpacaEval 2's reads log-probabilities only: `mode` is rtune's)."""
     if annotator == "rtune":
         return RtuneProtocol(mode, seed, top_logprobs, parsed_max_new_tokens)

@@ -63,8 +63,9 @@ class Usage(_Counts):
         return (self.prompt_tokens * prices[0] + self.completion_tokens * prices[1]) / 1e6
 
     def report(self, judge_spec: str) -> UsageReport:
-        return UsageReport(**self.model_dump(), cost_usd=self.cost_usd(judge_spec),
-                           priced=price_per_million(judge_spec) is not None)
+        return UsageReport(
+            **self.model_dump(), cost_usd=self.cost_usd(judge_spec), priced=price_per_million(judge_spec) is not None
+        )
 
 
 class UsageReport(_Counts):
@@ -75,5 +76,7 @@ class UsageReport(_Counts):
 
     def describe(self) -> str:
         money = f"${self.cost_usd:.4f}" if self.cost_usd is not None else "no price entry"
-        return (f"{self.calls} calls, {self.cached} cached, {self.unparseable} unparseable answers retried; "
-                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens ({money})")
+        return (
+            f"{self.calls} calls, {self.cached} cached, {self.unparseable} unparseable answers retried; "
+            f"{self.prompt_tokens} prompt + {self.completion_tokens} completion tokens ({money})"
+        )

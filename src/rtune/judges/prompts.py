@@ -91,8 +91,9 @@ def nonce(*texts: str) -> str:
 
 
 def pairwise_messages(instruction: str, first: str, second: str) -> tuple[dict, ...]:
-    user = PAIRWISE_USER.format(nonce=nonce(instruction, first, second), instruction=instruction, first=first,
-                                second=second)
+    user = PAIRWISE_USER.format(
+        nonce=nonce(instruction, first, second), instruction=instruction, first=first, second=second
+    )
     return ({"role": "system", "content": PAIRWISE_SYSTEM}, {"role": "user", "content": user})
 
 

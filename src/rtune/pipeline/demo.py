@@ -39,55 +39,111 @@ class DemoSize:
     safety_limit: int
 
 
-FULL = DemoSize(train_examples=None, epochs=2, batch_size=8, learning_rate=5e-4, max_length=256, max_new_tokens=160,
-                likelihood_items=None, distractors=7, response_tokens=32, core_limit=40, safety_limit=16)
-QUICK = DemoSize(train_examples=8, epochs=1, batch_size=4, learning_rate=5e-4, max_length=64, max_new_tokens=16,
-                 likelihood_items=6, distractors=3, response_tokens=12, core_limit=8, safety_limit=4)
+FULL = DemoSize(
+    train_examples=None,
+    epochs=2,
+    batch_size=8,
+    learning_rate=5e-4,
+    max_length=256,
+    max_new_tokens=160,
+    likelihood_items=None,
+    distractors=7,
+    response_tokens=32,
+    core_limit=40,
+    safety_limit=16,
+)
+QUICK = DemoSize(
+    train_examples=8,
+    epochs=1,
+    batch_size=4,
+    learning_rate=5e-4,
+    max_length=64,
+    max_new_tokens=16,
+    likelihood_items=6,
+    distractors=3,
+    response_tokens=12,
+    core_limit=8,
+    safety_limit=4,
+)
 
 
 def demo_experiment(quick: bool = False, data_dir: Path | None = None, model: str = MODEL) -> Experiment:
     size = QUICK if quick else FULL
     evals: dict = {
         "responses": {"instructions": "heldout", "limit": 2 if quick else None},
-        "likelihood": {"records": "heldout", "limit": size.likelihood_items, "distractors": size.distractors,
-                       "max_response_tokens": size.response_tokens},
+        "likelihood": {
+            "records": "heldout",
+            "limit": size.likelihood_items,
+            "distractors": size.distractors,
+            "max_response_tokens": size.response_tokens,
+        },
     }
     if data_dir is not None:
         evals["safety"] = {"sets": ["xstest"], "judge": "keyword", "limit": size.safety_limit}
         evals["core"] = {"tasks": ["arc_easy"], "limit": size.core_limit}
-    return Experiment.model_validate({
-        "name": "demo-quick" if quick else "demo",
-        "data_dir": str(data_dir) if data_dir else None,
-        "models": {"gemma": model},
-        "datasets": {"demo": {"source": "demo", "max_examples": size.train_examples}},
-        "methods": ["base", "it", "rt", "urial"],
-        "training": {"config": RECIPE, "overrides": {"epochs": size.epochs, "batch_size": size.batch_size,
-                                                     "learning_rate": size.learning_rate, "max_length": size.max_length,
-                                                     "save_steps": 8}},
-        "generation": {"max_new_tokens": size.max_new_tokens, "prompt": "tulu"},
-        "evals": evals,
-    })
+    return Experiment.model_validate(
+        {
+            "name": "demo-quick" if quick else "demo",
+            "data_dir": str(data_dir) if data_dir else None,
+            "models": {"gemma": model},
+            "datasets": {"demo": {"source": "demo", "max_examples": size.train_examples}},
+            "methods": ["base", "it", "rt", "urial"],
+            "training": {
+                "config": RECIPE,
+                "overrides": {
+                    "epochs": size.epochs,
+                    "batch_size": size.batch_size,
+                    "learning_rate": size.learning_rate,
+                    "max_length": size.max_length,
+                    "save_steps": 8,
+                },
+            },
+            "generation": {"max_new_tokens": size.max_new_tokens, "prompt": "tulu"},
+            "evals": evals,
+        }
+    )
 
 
 def result_tables(run_dir: Path) -> list[Table]:
     """The response rate (the headline) and the likelihood metric, per cell."""
-    responses = Table("cell", "answer rate", "echo", "leak", "loop", "runaway", "empty", "length",
-                      title="Response rate: answers that answer the instruction and stop (judge-free)")
+    responses = Table(
+        "cell",
+        "answer rate",
+        "echo",
+        "leak",
+        "loop",
+        "runaway",
+        "empty",
+        "length",
+        title="Response rate: answers that answer the instruction and stop (judge-free)",
+    )
     likelihood = Table("cell", "accuracy", "margin", "chance", title="Judge-free likelihood metric")
     for stage in collect(run_dir):
         r = stage.result
         if stage.kind == "responses" and r is not None:
-            responses.add_row(stage.cell, ci_text(r.answer_rate.value, r.answer_rate.ci_low, r.answer_rate.ci_high),
-                              *[f"{r.rates[label].value:.2f}" for label in ("echo", "template_leak", "degenerate", "runaway", "empty")],
-                              f"{r.mean_answer_length:.0f}" if r.mean_answer_length is not None else "–")
+            responses.add_row(
+                stage.cell,
+                ci_text(r.answer_rate.value, r.answer_rate.ci_low, r.answer_rate.ci_high),
+                *[
+                    f"{r.rates[label].value:.2f}"
+                    for label in ("echo", "template_leak", "degenerate", "runaway", "empty")
+                ],
+                f"{r.mean_answer_length:.0f}" if r.mean_answer_length is not None else "–",
+            )
         elif stage.kind == "likelihood" and r is not None:
             head = r.variants[r.headline]
-            likelihood.add_row(stage.cell, ci_text(head.accuracy.value, head.accuracy.ci_low, head.accuracy.ci_high),
-                               f"{head.margin.value:+.2f}", f"{r.chance_accuracy:.3f}")
+            likelihood.add_row(
+                stage.cell,
+                ci_text(head.accuracy.value, head.accuracy.ci_low, head.accuracy.ci_high),
+                f"{head.margin.value:+.2f}",
+                f"{r.chance_accuracy:.3f}",
+            )
     return [responses, likelihood]
 
 
-def run_demo(quick: bool = False, data_dir: Path | None = None, out: Path | None = None, console: Console | None = None) -> Path:
+def run_demo(
+    quick: bool = False, data_dir: Path | None = None, out: Path | None = None, console: Console | None = None
+) -> Path:
     """Run (or resume) the demo; returns the run directory holding report.html and report.md."""
     from rtune.data.registry import resolve_data_dir
     from rtune.pipeline.runner import run_experiment

@@ -50,7 +50,9 @@ class Dataset(Strict):
 
 
 class Training(Strict):
-    config: str | None = None  # a recipe YAML: a path (relative to the experiment file) or a shipped name (lora_cpu.yaml)
+    config: str | None = (
+        None  # a recipe YAML: a path (relative to the experiment file) or a shipped name (lora_cpu.yaml)
+    )
     overrides: dict = {}  # any TrainConfig field
 
 
@@ -60,7 +62,9 @@ class Generation(Strict):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)  # not part of any cache key: fp32 answers do not depend on it
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 answers depend on the batch size (see rtune.generation.hf)
     prompt: str = "chat"  # base/it/rt cells: chat (the model's template, Tulu's when it has none), tulu or plain
-    urial_prompts: dict[str, str] = {}  # urial/urial_r/0shot -> a prompt file (relative to the experiment, or `data:` + a path
+    urial_prompts: dict[
+        str, str
+    ] = {}  # urial/urial_r/0shot -> a prompt file (relative to the experiment, or `data:` + a path
     #                                     under the data dir); a method not named uses rtune's own prompt
 
 
@@ -71,8 +75,9 @@ class Selection(Strict):
     cells: list[str] | None = None  # globs over cell names, e.g. ["*/lima/*"]; None: every cell
 
     def applies(self, cell: Cell) -> bool:
-        return (self.methods is None or cell.method in self.methods) and \
-            (self.cells is None or any(fnmatch.fnmatch(cell.name, pattern) for pattern in self.cells))
+        return (self.methods is None or cell.method in self.methods) and (
+            self.cells is None or any(fnmatch.fnmatch(cell.name, pattern) for pattern in self.cells)
+        )
 
 
 class Experiment(Strict):
@@ -132,17 +137,22 @@ class Experiment(Strict):
             return datasets.local_file(name, None) if datasets.get(name).packaged else None
         path = self.path(name)
         if path.suffix.lower() not in DATA_SUFFIXES:
-            raise RtuneError(f"'{name}' is neither a known dataset ({', '.join(datasets.DATASETS)}) nor a .jsonl/.json/.csv file")
+            raise RtuneError(
+                f"'{name}' is neither a known dataset ({', '.join(datasets.DATASETS)}) nor a .jsonl/.json/.csv file"
+            )
         if not path.is_file():
             raise RtuneError(f"{path}: no such data file (named in experiment '{self.name}')")
         return path
 
     def prompt_file(self, value: str) -> str:
-        """A prompt file named in the experiment: `data:` + a path under the data dir, else relative to the experiment."""
+        """A prompt file named in the experiment: `data:` + a path under the data dir, else relative to the
+        experiment."""
         if value.startswith("data:"):
             root = self.data_root()
             if root is None:
-                raise RtuneError(f"prompt file '{value}' is under the data dir: set data_dir, --data-dir or RTUNE_DATA_DIR")
+                raise RtuneError(
+                    f"prompt file '{value}' is under the data dir: set data_dir, --data-dir or RTUNE_DATA_DIR"
+                )
             return str(root / value.removeprefix("data:"))
         return str(self.path(value))
 
@@ -181,7 +191,9 @@ def cells(experiment: Experiment) -> list[Cell]:
             for dataset, entry in experiment.datasets.items():
                 for safety in entry.safety_mixtures:
                     for seed in experiment.seeds:
-                        found.append(Cell(cell_name(model, method, dataset, safety, seed), model, method, dataset, safety, seed))
+                        found.append(
+                            Cell(cell_name(model, method, dataset, safety, seed), model, method, dataset, safety, seed)
+                        )
     return found
 
 

@@ -65,8 +65,14 @@ class Plan:
     def add(self, stage: Stage) -> str:
         """Add a stage once (a second add of the same key is a no-op) and return its key."""
         if stage.key not in self.stages:
-            self.hashes[stage.key] = stable_hash({"format": STAGE_FORMAT, "kind": stage.kind, "inputs": stage.inputs,
-                                                  "deps": {d: self.hashes[d] for d in stage.deps}})
+            self.hashes[stage.key] = stable_hash(
+                {
+                    "format": STAGE_FORMAT,
+                    "kind": stage.kind,
+                    "inputs": stage.inputs,
+                    "deps": {d: self.hashes[d] for d in stage.deps},
+                }
+            )
             self.stages[stage.key] = stage
         return stage.key
 
@@ -88,7 +94,11 @@ def select(plan: Plan, only: list[str] | None) -> list[str]:
     unknown = [pattern for pattern in only if not fnmatch.filter(names, pattern)]
     if unknown:
         raise RtuneError(f"--only {unknown[0]}: no such cell; cells: {', '.join(sorted(names))}")
-    chosen = {key for key, stage in plan.stages.items() if stage.cell and any(fnmatch.fnmatch(stage.cell.name, p) for p in only)}
+    chosen = {
+        key
+        for key, stage in plan.stages.items()
+        if stage.cell and any(fnmatch.fnmatch(stage.cell.name, p) for p in only)
+    }
     for key in reversed(list(plan.stages)):  # stages are in dependency order: one backward pass closes over shared deps
         if key in chosen:
             chosen |= {d for d in plan.stages[key].deps if plan.stages[d].cell is None}
@@ -132,13 +142,24 @@ def run_stage(plan: Plan, key: str, env: Any, console: Console) -> None:
     stage, final, digest = plan.stages[key], plan.folder(key), plan.hashes[key]
     work = _work_folder(final, stage, digest)
     work.mkdir(parents=True, exist_ok=True)
-    started, cpu_started = time.time(), time.process_time()
+    started, _cpu_started = time.time(), time.process_time()
     result = stage.run(Context(stage, work, {d: plan.folder(d) for d in stage.deps}, env, console))
     atomic_write_json(work / RESULT_FILE, result.model_dump(mode="json"))
-    atomic_write_json(work / STAGE_FILE, redacted({
-        "key": key, "kind": stage.kind, "hash": digest, "inputs": stage.inputs, "deps": list(stage.deps),
-        "cell": _cell_record(stage.cell), "seconds": round(time.time() - started, 1),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    atomic_write_json(
+        work / STAGE_FILE,
+        redacted(
+            {
+                "key": key,
+                "kind": stage.kind,
+                "hash": digest,
+                "inputs": stage.inputs,
+                "deps": list(stage.deps),
+                "cell": _cell_record(stage.cell),
+                "seconds": round(time.time() - started, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+        ),
+    )
     if plan.status(key) == "cached":  # another job finished the same shared stage meanwhile
         shutil.rmtree(work)
         return

@@ -20,16 +20,33 @@ from pydantic import BaseModel
 
 from rtune.errors import RtuneError
 
-BUILTIN = ("data", "refine", "train", "generate", "responses", "likelihood", "core", "safety", "pairwise", "aspects",
-           "blind_pairs")
+BUILTIN = (
+    "data",
+    "refine",
+    "train",
+    "generate",
+    "responses",
+    "likelihood",
+    "core",
+    "safety",
+    "pairwise",
+    "aspects",
+    "blind_pairs",
+)
 
 
 @dataclass(frozen=True)
 class Kind:
     name: str
-    result: type[BaseModel] | None = None  # what a stage of this kind returns; stored as result.json, read back by the report
-    run: Callable[[Any], BaseModel] | None = None  # Context -> result; None for a section whose stages are of another kind
-    spec: type[BaseModel] | None = None  # its `evals:` section; None for the kinds other kinds add (data, train, generate)
+    result: type[BaseModel] | None = (
+        None  # what a stage of this kind returns; stored as result.json, read back by the report
+    )
+    run: Callable[[Any], BaseModel] | None = (
+        None  # Context -> result; None for a section whose stages are of another kind
+    )
+    spec: type[BaseModel] | None = (
+        None  # its `evals:` section; None for the kinds other kinds add (data, train, generate)
+    )
     plan: Callable[[Any, BaseModel], None] | None = None  # (Builder, spec) -> adds its stages
     section: Callable[[list], Any] | None = None  # [StageResult of this kind] -> report Section or None
 
@@ -66,7 +83,8 @@ def evaluations() -> dict[str, Kind]:
 
 
 def load_plugin(name: str, base_dir: Path) -> None:
-    """Import a plugin module by dotted name or by a `.py` path (relative to the experiment file); it registers its kinds."""
+    """Import a plugin module by dotted name or by a `.py` path (relative to the experiment file); it
+    registers its kinds."""
     path = Path(name).expanduser()
     if path.suffix == ".py":
         path = path if path.is_absolute() else base_dir / path

@@ -18,8 +18,13 @@ def default_run_dir(experiment: Experiment) -> Path:
     return Path(experiment.output_dir).expanduser() if experiment.output_dir else Path("runs") / experiment.name
 
 
-def run_experiment(experiment: Experiment, run_dir: Path | None = None, only: list[str] | None = None,
-                   dry_run: bool = False, console: Console | None = None) -> dict[str, str]:
+def run_experiment(
+    experiment: Experiment,
+    run_dir: Path | None = None,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    console: Console | None = None,
+) -> dict[str, str]:
     """Plan, then either print the plan (`dry_run`) or run it and write the report; returns each stage's outcome."""
     console = console or Console(stderr=True)
     run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
@@ -31,12 +36,15 @@ def run_experiment(experiment: Experiment, run_dir: Path | None = None, only: li
         table = Table("stage", "status", "", "hash", title=f"{experiment.name} → {run_dir}")
         rows = describe(plan, keys)
         for key, status, note in rows:
-            table.add_row(key, f"[green]{status}[/green]" if status == "cached" else status, note, plan.hashes[key][:12])
+            table.add_row(
+                key, f"[green]{status}[/green]" if status == "cached" else status, note, plan.hashes[key][:12]
+            )
         console.print(table)
         return {key: status for key, status, _ in rows}
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "experiment.json",
-                      redacted({**experiment.model_dump(mode="json"), "stages": list(plan.stages)}))
+    atomic_write_json(
+        run_dir / "experiment.json", redacted({**experiment.model_dump(mode="json"), "stages": list(plan.stages)})
+    )
     outcome = execute(plan, keys, experiment, console, experiment.name)
     if not only:
         from rtune.report.document import write_report

@@ -36,8 +36,12 @@ class PromptFormat:
             return GenerationRequest(messages=({"role": "user", "content": instruction},), params=params)
         if self.kind == "urial":
             stop = tuple(dict.fromkeys(params.stop + urial.URIAL_STOP))
-            return GenerationRequest(prompt=urial.render(self.template, instruction), params=params.model_copy(update={"stop": stop}))
-        return GenerationRequest(prompt=inference_prompt(instruction) if self.kind == "tulu" else instruction, params=params)
+            return GenerationRequest(
+                prompt=urial.render(self.template, instruction), params=params.model_copy(update={"stop": stop})
+            )
+        return GenerationRequest(
+            prompt=inference_prompt(instruction) if self.kind == "tulu" else instruction, params=params
+        )
 
     def clean(self, text: str) -> str:
         """The answer as it goes into an outputs file."""
@@ -60,14 +64,20 @@ def parse_format(spec: str) -> PromptFormat:
     try:
         return PromptFormat("urial", spec, urial.load_template(spec))
     except RtuneError as exc:
-        raise RtuneError(f"prompt format '{spec}': not one of {', '.join(FORMATS + urial.URIAL_MODES)} "
-                         f"and not a URIAL prompt file ({exc})") from exc
+        raise RtuneError(
+            f"prompt format '{spec}': not one of {', '.join(FORMATS + urial.URIAL_MODES)} "
+            f"and not a URIAL prompt file ({exc})"
+        ) from exc
 
 
 def chat_text(tokenizer, messages) -> str:
     """Messages through the model's chat template (Tulu's when it has none), ending with the generation prompt."""
     template = None if tokenizer.chat_template else TULU_CHAT_TEMPLATE
     try:
-        return tokenizer.apply_chat_template(list(messages), chat_template=template, add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(
+            list(messages), chat_template=template, add_generation_prompt=True, tokenize=False
+        )
     except Exception as exc:  # Jinja raises its own types, e.g. for a template without a system turn
-        raise RtuneError(f"the chat template failed on a {len(messages)}-turn conversation ({type(exc).__name__}: {exc})") from exc
+        raise RtuneError(
+            f"the chat template failed on a {len(messages)}-turn conversation ({type(exc).__name__}: {exc})"
+        ) from exc

@@ -72,6 +72,7 @@ def load_prompt_file(path: str | Path, syntax: Syntax, fields: tuple[str, ...], 
         raise RtuneError(f"{path}: {what} has no {', '.join(missing)} placeholder")
     unknown = sorted(marker % name for name in found - set(fields))
     if unknown:
-        raise RtuneError(f"{path}: {what} fills only {', '.join(marker % name for name in fields)}; "
-                         f"it also has {', '.join(unknown)}")
+        raise RtuneError(
+            f"{path}: {what} fills only {', '.join(marker % name for name in fields)}; it also has {', '.join(unknown)}"
+        )
     return PromptFile(path.name, text, syntax)

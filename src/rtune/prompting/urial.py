@@ -25,8 +25,9 @@ def load_template(mode_or_path: str) -> str:
     if mode_or_path in URIAL_MODES:
         return resources.files("rtune.resources").joinpath("urial", f"{mode_or_path}.txt").read_text(encoding="utf-8")
     if not Path(mode_or_path).expanduser().is_file():
-        raise RtuneError(f"URIAL prompt: '{mode_or_path}' is neither a mode ({', '.join(URIAL_MODES)}) "
-                         "nor a prompt file")
+        raise RtuneError(
+            f"URIAL prompt: '{mode_or_path}' is neither a mode ({', '.join(URIAL_MODES)}) nor a prompt file"
+        )
     return load_prompt_file(mode_or_path, "format", (PLACEHOLDER,), "URIAL prompt file").text
 
 

@@ -39,8 +39,11 @@ def collect(run_dir: Path) -> list[StageResult]:
     root = Path(run_dir) / "stages"
     if not root.is_dir():
         raise RtuneError(f"{run_dir}: not a run directory (no stages/ folder); run `rtune run EXPERIMENT.yaml` first")
-    order = {key: i for i, key in enumerate(read_json(Path(run_dir) / "experiment.json").get("stages", []))} \
-        if (Path(run_dir) / "experiment.json").exists() else {}
+    order = (
+        {key: i for i, key in enumerate(read_json(Path(run_dir) / "experiment.json").get("stages", []))}
+        if (Path(run_dir) / "experiment.json").exists()
+        else {}
+    )
     found = []
     for marker in root.rglob("stage.json"):
         if ".partial-" in str(marker.parent.relative_to(root)):
@@ -48,8 +51,19 @@ def collect(run_dir: Path) -> list[StageResult]:
         stage = read_json(marker)
         cell = stage.get("cell") or {}
         result = _typed(stage["kind"], marker.parent / "result.json")
-        found.append(StageResult(stage["key"], stage["kind"], cell.get("name", ""), cell.get("safety") or 0,
-                                 cell.get("method", ""), marker.parent, result, stage.get("seconds"), stage.get("cpu_seconds")))
+        found.append(
+            StageResult(
+                stage["key"],
+                stage["kind"],
+                cell.get("name", ""),
+                cell.get("safety") or 0,
+                cell.get("method", ""),
+                marker.parent,
+                result,
+                stage.get("seconds"),
+                stage.get("cpu_seconds"),
+            )
+        )
     return sorted(found, key=lambda s: (order.get(s.key, len(order)), s.key))
 
 
@@ -64,7 +78,8 @@ def _typed(kind: str, path: Path) -> Any:
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}
 th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:13px}
-.answers{display:flex;gap:8px;flex-wrap:wrap}.answer{flex:1 1 280px;border:1px solid #ddd;padding:4px 8px;background:#fafafa}
+.answers{display:flex;gap:8px;flex-wrap:wrap}\
+.answer{flex:1 1 280px;border:1px solid #ddd;padding:4px 8px;background:#fafafa}
 pre{white-space:pre-wrap;word-wrap:break-word;font-size:13px;margin:0}.example{margin:1em 0 2em}h4{margin:4px 0}"""
 
 
@@ -74,22 +89,31 @@ def render_html(title: str, sections: list[Section]) -> str:
         body.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.note)}</p>")
         if section.rows:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in section.headers)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in section.rows)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in section.rows
+            )
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
         for caption, png in section.figures:
-            body.append(f"<figure><img alt='{html.escape(caption, quote=True)}' src='data:image/png;base64,{png}'>"
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            body.append(
+                f"<figure><img alt='{html.escape(caption, quote=True)}' src='data:image/png;base64,{png}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
         body.append(section.html_extra)  # built from escaped text by the kind that wrote it
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(title: str, sections: list[Section], figures: Path | None = None, link_from: Path | None = None) -> str:
-    """Tables in Markdown; with `figures`, each figure is written there as a PNG and linked (relative to `link_from`)."""
+def render_markdown(
+    title: str, sections: list[Section], figures: Path | None = None, link_from: Path | None = None
+) -> str:
+    """Tables in Markdown; with `figures`, each figure is written there as a PNG and linked (relative to
+    `link_from`)."""
     lines = [f"# {title}", ""]
     if figures is None:
         lines += ["Figures are in report.html (same folder).", ""]
@@ -113,12 +137,22 @@ def timing_section(stages: list[StageResult]) -> Section | None:
     timed = [stage for stage in stages if stage.seconds is not None]
     if not timed:
         return None
-    table = Section("Wall time per stage", f"Seconds each stage ran (total {sum(s.seconds for s in timed) / 3600:.2f} h of wall "
-                    "time; cached stages count the run that made them) and the CPU time of the process that ran it (all "
-                    "threads; on a machine shared with other jobs, CPU time says more than wall time).",
-                    ["Stage", "Kind", "Wall seconds", "CPU seconds"])
-    table.rows = [[stage.key, stage.kind, f"{stage.seconds:.0f}", f"{stage.cpu_seconds:.0f}" if stage.cpu_seconds is not None else "–"]
-                  for stage in timed]
+    table = Section(
+        "Wall time per stage",
+        f"Seconds each stage ran (total {sum(s.seconds for s in timed) / 3600:.2f} h of wall "
+        "time; cached stages count the run that made them) and the CPU time of the process that ran it (all "
+        "threads; on a machine shared with other jobs, CPU time says more than wall time).",
+        ["Stage", "Kind", "Wall seconds", "CPU seconds"],
+    )
+    table.rows = [
+        [
+            stage.key,
+            stage.kind,
+            f"{stage.seconds:.0f}",
+            f"{stage.cpu_seconds:.0f}" if stage.cpu_seconds is not None else "–",
+        ]
+        for stage in timed
+    ]
     return table
 
 
@@ -139,5 +173,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> tuple[Pa
         sections.append(timing)
     html_path, md_path = folder / "report.html", folder / "report.md"
     atomic_write_text(html_path, render_html(title, sections))
-    atomic_write_text(md_path, render_markdown(title, sections, folder / "figures" if out is not None else None, folder))
+    atomic_write_text(
+        md_path, render_markdown(title, sections, folder / "figures" if out is not None else None, folder)
+    )
     return html_path, md_path

@@ -6,6 +6,7 @@ import base64
 import io
 from dataclasses import dataclass, field
 
+
 @dataclass
 class Section:
     title: str
@@ -20,7 +21,9 @@ class Section:
 def ci_text(value: float | None, low: float | None = None, high: float | None = None, digits: int = 3) -> str:
     if value is None or value != value:
         return "–"
-    return f"{value:.{digits}f}" + (f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None and high is not None else "")
+    return f"{value:.{digits}f}" + (
+        f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None and high is not None else ""
+    )
 
 
 def png(fig) -> str:
@@ -41,7 +44,9 @@ def pyplot():
     return plt
 
 
-def bars(labels: list[str], series: dict[str, list[tuple[float, float, float]]], xlabel: str, reference: float | None = None) -> str:
+def bars(
+    labels: list[str], series: dict[str, list[tuple[float, float, float]]], xlabel: str, reference: float | None = None
+) -> str:
     """Horizontal grouped bars with CI whiskers; each series value is (value, low, high)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(labels) * max(1, len(series))))

@@ -24,16 +24,21 @@ class TrainConfig(BaseModel):
     model: str | None = Field(None, description="registered name, local folder, .gguf file or hub id")
     data: str | None = Field(None, description="record JSONL ({id, prompt, completion, source})")
 
-    peft: Literal["qlora", "lora", "none"] = Field("lora", description="qlora: 4-bit base + LoRA; none: full fine-tuning")
+    peft: Literal["qlora", "lora", "none"] = Field(
+        "lora", description="qlora: 4-bit base + LoRA; none: full fine-tuning"
+    )
     lora_r: int = Field(16, ge=1)
     lora_alpha: float = Field(32, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_target_modules: str | list[str] = Field("all-linear", description="PEFT target_modules; all-linear skips the LM head")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="PEFT target_modules; all-linear skips the LM head"
+    )
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
 
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 autocast on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), else fp32")
+        "auto", description="auto: bf16 autocast on GPUs and on CPUs with native bf16 (AMX/AVX512-BF16), else fp32"
+    )
     epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
     learning_rate: float = Field(2e-4, gt=0)
@@ -47,12 +52,20 @@ class TrainConfig(BaseModel):
     max_length: int = Field(512, ge=8, description="tokens; longer examples are truncated from the right")
     gradient_checkpointing: bool = False
     group_by_length: bool = Field(True, description="batch examples of similar length together (little padding)")
-    supervised_head: bool = Field(True, description="apply the LM head only where a label is supervised (exact, faster)")
+    supervised_head: bool = Field(
+        True, description="apply the LM head only where a label is supervised (exact, faster)"
+    )
     loss_normalization: Literal["batch_tokens", "micro_batch"] = Field(
-        "batch_tokens", description="batch_tokens: token mean over the whole accumulated batch; micro_batch: token mean per "
-                                    "micro-batch, averaged over the accumulation steps (the HF Trainer the paper used)")
-    eos_probe: int = Field(0, ge=0, description="at each epoch end, answer this many packaged held-out instructions greedily "
-                                                "and log the share of answers that end with EOS (0: off)")
+        "batch_tokens",
+        description="batch_tokens: token mean over the whole accumulated batch; micro_batch: token mean per "
+        "micro-batch, averaged over the accumulation steps (the HF Trainer the paper used)",
+    )
+    eos_probe: int = Field(
+        0,
+        ge=0,
+        description="at each epoch end, answer this many packaged held-out instructions greedily "
+        "and log the share of answers that end with EOS (0: off)",
+    )
     eos_probe_tokens: int = Field(256, ge=1, description="answer budget of the EOS probe")
 
     save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at each epoch end)")
@@ -73,7 +86,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown {info.field_name} '{value}'; expected one of {', '.join(names)}")
         return value
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "TrainConfig":
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
         """A copy with the given (non-None) settings replaced, validated again."""
         values = self.model_dump()
         values.update({key: value for key, value in overrides.items() if value is not None})

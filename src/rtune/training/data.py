@@ -34,12 +34,17 @@ class TrainingRecords:
 def _check_against_method(record: Record, method: Method, where: str) -> None:
     declared = record.meta.get("method")
     if declared is not None and declared != method:
-        raise RtuneError(f"{where}: record '{record.id}' is marked meta.method={declared!r} but --method is {method!r}; "
-                         f"train with --method {declared} or rebuild the data")
+        raise RtuneError(
+            f"{where}: record '{record.id}' is marked meta.method={declared!r} but --method is {method!r}; "
+            f"train with --method {declared} or rebuild the data"
+        )
     for name, text in (("prompt", record.prompt), ("completion", record.completion)):
         if text.lstrip().startswith((USER_MARKER.strip(), ASSISTANT_MARKER.strip())):
-            raise RtuneError(f"{where}: record '{record.id}' {name} already starts with a template marker "
-                             f"({text.lstrip()[:14]!r}); give raw prompt/completion text, rtune renders the {method.upper()} template itself")
+            raise RtuneError(
+                f"{where}: record '{record.id}' {name} already starts with a template marker "
+                f"({text.lstrip()[:14]!r}); give raw prompt/completion text, "
+                f"rtune renders the {method.upper()} template itself"
+            )
 
 
 def load_training_records(path: str | Path, method: Method) -> TrainingRecords:
@@ -63,8 +68,10 @@ def load_training_records(path: str | Path, method: Method) -> TrainingRecords:
         else:
             result.records.append(record)
     if method == "it" and result.skipped_empty_prompt and not result.records:
-        raise RtuneError(f"{path}: every record has an empty prompt, so this is response-only data; "
-                         "instruction tuning needs prompts (use --method rt)")
+        raise RtuneError(
+            f"{path}: every record has an empty prompt, so this is response-only data; "
+            "instruction tuning needs prompts (use --method rt)"
+        )
     if not result.records:
         raise RtuneError(f"{path}: no record has a non-empty completion to train on")
     return result
@@ -106,16 +113,26 @@ class EncodingReport:
     dropped_no_supervision: list[str] = field(default_factory=list)
 
 
-def build_dataset(records: list[Record], tokenizer, method: Method, max_length: int, where: str) -> tuple[TokenizedDataset, EncodingReport]:
+def build_dataset(
+    records: list[Record], tokenizer, method: Method, max_length: int, where: str
+) -> tuple[TokenizedDataset, EncodingReport]:
     """Tokenize with span labels; fail when nothing at all is supervised."""
     encoded = encode_records(records, tokenizer, method, max_length)
     if not encoded.examples:
-        raise RtuneError(f"{where}: no supervised tokens in any of {len(records)} records "
-                         f"(every response was cut off by --max-length {max_length}, or is empty after tokenization); "
-                         "raise --max-length or check the completions")
+        raise RtuneError(
+            f"{where}: no supervised tokens in any of {len(records)} records "
+            f"(every response was cut off by --max-length {max_length}, or is empty after tokenization); "
+            "raise --max-length or check the completions"
+        )
     dataset = TokenizedDataset([e.input_ids for e in encoded.examples], [e.labels for e in encoded.examples])
-    report = EncodingReport(len(dataset), dataset.n_tokens, dataset.n_supervised, encoded.truncated,
-                            encoded.lost_eos, encoded.dropped_no_supervision)
+    report = EncodingReport(
+        len(dataset),
+        dataset.n_tokens,
+        dataset.n_supervised,
+        encoded.truncated,
+        encoded.lost_eos,
+        encoded.dropped_no_supervision,
+    )
     return dataset, report
 
 
@@ -150,7 +167,9 @@ class LengthGroupedShuffleSampler(torch.utils.data.Sampler[int]):
     trainer calls `set_epoch` and skips the batches already seen.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True, group_batches: int = 16):
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True, group_batches: int = 16
+    ):
         self.lengths = lengths
         self.batch_size = batch_size
         self.seed = seed
@@ -172,8 +191,8 @@ class LengthGroupedShuffleSampler(torch.utils.data.Sampler[int]):
         group = self.batch_size * self.group_batches
         batches: list[list[int]] = []
         for start in range(0, len(order), group):
-            chunk = sorted(order[start:start + group], key=lambda i: -self.lengths[i])
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+            chunk = sorted(order[start : start + group], key=lambda i: -self.lengths[i])
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         # Keep ragged batches at the end so every batch but the last one stays full.
         full = [b for b in batches if len(b) == self.batch_size]
         ragged = [b for b in batches if len(b) != self.batch_size]

@@ -30,10 +30,15 @@ def eos_rate(model, tokenizer, instructions: list[str], max_new_tokens: int) -> 
 
     params = DecodingParams(max_new_tokens=max_new_tokens)
     generator = HFGenerator.of_loaded(model, tokenizer, batch_size=len(instructions))
-    results = generator.generate([GenerationRequest(prompt=inference_prompt(text), params=params) for text in instructions])
+    results = generator.generate(
+        [GenerationRequest(prompt=inference_prompt(text), params=params) for text in instructions]
+    )
     ended = sum(result.finish_reason == "stop" for result in results)
-    return {"eos_rate": ended / len(results), "eos_probe_n": len(results),
-            "eos_probe_mean_tokens": sum(r.completion_tokens for r in results) / len(results)}
+    return {
+        "eos_rate": ended / len(results),
+        "eos_probe_n": len(results),
+        "eos_probe_mean_tokens": sum(r.completion_tokens for r in results) / len(results),
+    }
 
 
 class EosProbe(TrainerCallback):

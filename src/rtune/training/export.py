@@ -7,8 +7,8 @@ never leaves a folder that looks finished; rerunning the same command redoes the
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rtune.io import read_jsonl
 from rtune.templates import TULU_CHAT_TEMPLATE
@@ -24,7 +24,8 @@ def write_folder(target: Path, write: Callable[[Path], None]) -> Path:
 
 
 def with_chat_template(tokenizer):
-    """The paper's Tulu template, so `apply_chat_template(..., add_generation_prompt=True)` gives the inference prompt."""
+    """The paper's Tulu template, so `apply_chat_template(..., add_generation_prompt=True)` gives the
+    inference prompt."""
     tokenizer.chat_template = TULU_CHAT_TEMPLATE
     return tokenizer
 

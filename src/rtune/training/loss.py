@@ -34,8 +34,8 @@ class _SupervisedCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight_grad else None
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, n, chunk):
-                h = hidden[start:start + chunk].to(compute_dtype)
-                t = targets[start:start + chunk]
+                h = hidden[start : start + chunk].to(compute_dtype)
+                t = targets[start : start + chunk]
                 logits = (h @ weight_c.T).float()
                 if softcap:
                     squashed = torch.tanh(logits / softcap)
@@ -53,7 +53,7 @@ class _SupervisedCrossEntropy(torch.autograd.Function):
                     grad_logits *= 1 - squashed * squashed
                     grad_logits = grad_logits.to(compute_dtype)
                     if need_hidden_grad:
-                        grad_hidden[start:start + chunk] = grad_logits @ weight_c
+                        grad_hidden[start : start + chunk] = grad_logits @ weight_c
                     if need_weight_grad:
                         grad_weight += (grad_logits.T @ h).float()
                     continue
@@ -62,7 +62,9 @@ class _SupervisedCrossEntropy(torch.autograd.Function):
                 scale = row_sums.reciprocal()
                 unnormalised = unnormalised.to(compute_dtype)
                 if need_hidden_grad:
-                    grad_hidden[start:start + chunk] = ((unnormalised @ weight_c).float() * scale - weight_c[t].float()).to(hidden.dtype)
+                    grad_hidden[start : start + chunk] = (
+                        (unnormalised @ weight_c).float() * scale - weight_c[t].float()
+                    ).to(hidden.dtype)
                 if need_weight_grad:
                     grad_weight += (unnormalised.T @ (h.float() * scale).to(compute_dtype)).float()
                     grad_weight.index_add_(0, t, -h.float())
@@ -76,12 +78,19 @@ class _SupervisedCrossEntropy(torch.autograd.Function):
         return (
             None if grad_hidden is None else grad_hidden * grad_output.to(grad_hidden.dtype),
             None if grad_weight is None else (grad_weight * grad_output).to(ctx.weight_dtype),
-            None, None, None,
+            None,
+            None,
+            None,
         )
 
 
-def supervised_cross_entropy_sum(hidden: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
-                                 softcap: float | None = None, compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+def supervised_cross_entropy_sum(
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    softcap: float | None = None,
+    compute_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """Summed loss of predicting `labels[:, t+1]` from `hidden[:, t]`, over supervised positions only.
 
     `hidden` is (batch, seq, dim) after the final norm, `labels` (batch, seq) with IGNORE_INDEX
@@ -91,14 +100,19 @@ def supervised_cross_entropy_sum(hidden: torch.Tensor, labels: torch.Tensor, wei
     keep = targets != IGNORE_INDEX
     picked = hidden[:, :-1][keep]
     if compute_dtype is None:
-        compute_dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type) else weight.dtype
+        compute_dtype = (
+            torch.get_autocast_dtype(hidden.device.type)
+            if torch.is_autocast_enabled(hidden.device.type)
+            else weight.dtype
+        )
     return _SupervisedCrossEntropy.apply(picked, weight, targets[keep], softcap, compute_dtype)
 
 
 def full_logits_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The same summed loss from ordinary logits (the fallback path and the reference in tests)."""
     return torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
 
 
 @contextmanager

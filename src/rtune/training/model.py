@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from rtune.training.config import TrainConfig
 from rtune.errors import RtuneError
 from rtune.models import native_bf16
+from rtune.training.config import TrainConfig
 from rtune.training.dropout import speed_up_lora_dropout
 
 GIB = 1024**3
@@ -31,7 +31,9 @@ def resolve_precision(setting: str, device_type: str) -> Precision:
         return Precision(True, "bf16 requested")
     if native_bf16(device_type):
         return Precision(True, f"auto: {device_type} has native bf16")
-    return Precision(False, f"auto: {device_type} has no native bf16 (no AMX/AVX512-BF16 or GPU support), so fp32 is faster")
+    return Precision(
+        False, f"auto: {device_type} has no native bf16 (no AMX/AVX512-BF16 or GPU support), so fp32 is faster"
+    )
 
 
 def device_type() -> str:
@@ -64,7 +66,9 @@ def count_params(model_path: str, config: TrainConfig) -> ParamCounts:
         if not isinstance(module, torch.nn.Linear) or module is output:
             continue
         quantizable += module.weight.numel()
-        if targets == "all-linear" or any(name.endswith(t) for t in ([targets] if isinstance(targets, str) else targets)):
+        if targets == "all-linear" or any(
+            name.endswith(t) for t in ([targets] if isinstance(targets, str) else targets)
+        ):
             lora += config.lora_r * (module.in_features + module.out_features)
     text = model_config.get_text_config()
     return ParamCounts(total, quantizable, lora, text.hidden_size, text.num_hidden_layers, text.vocab_size)
@@ -107,7 +111,9 @@ def available_memory(device: str) -> tuple[float, str]:
     return psutil.virtual_memory().available, "available RAM"
 
 
-def check_memory(estimate: MemoryEstimate, available: float, what: str, config: TrainConfig, processes_per_device: int = 1) -> None:
+def check_memory(
+    estimate: MemoryEstimate, available: float, what: str, config: TrainConfig, processes_per_device: int = 1
+) -> None:
     """Refuse to start a run that cannot fit, and say which setting to change."""
     need = estimate.total * processes_per_device
     if need <= 0.9 * available:
@@ -116,7 +122,9 @@ def check_memory(estimate: MemoryEstimate, available: float, what: str, config: 
     if config.peft != "qlora":
         hints.append("--peft qlora (4-bit base weights)" if config.peft == "lora" else "--peft lora or --peft qlora")
     if config.batch_size > 1:
-        hints.append(f"--batch-size {max(1, config.batch_size // 2)} --grad-accum {config.grad_accum * 2} (same effective batch)")
+        hints.append(
+            f"--batch-size {max(1, config.batch_size // 2)} --grad-accum {config.grad_accum * 2} (same effective batch)"
+        )
     if not config.gradient_checkpointing:
         hints.append("gradient_checkpointing: true in the config")
     hints.append(f"a smaller --max-length than {config.max_length}")
@@ -124,7 +132,8 @@ def check_memory(estimate: MemoryEstimate, available: float, what: str, config: 
         f"the model does not fit: training needs about {need / GIB:.1f} GiB (weights {estimate.weights / GIB:.1f}, "
         f"optimizer state {estimate.optimizer / GIB:.1f}, activations {estimate.activations / GIB:.1f}) "
         f"but only {available / GIB:.1f} GiB {what}; try {', '.join(hints)} "
-        "(or check_memory: false to try anyway)")
+        "(or check_memory: false to try anyway)"
+    )
 
 
 def load_for_training(model_path: str, config: TrainConfig, precision: Precision, device_map=None):
@@ -134,8 +143,12 @@ def load_for_training(model_path: str, config: TrainConfig, precision: Precision
     kwargs: dict = {"dtype": precision.base_dtype if config.peft != "none" else torch.float32}
     if config.peft == "qlora":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=config.quant_type, bnb_4bit_use_double_quant=config.double_quant,
-            bnb_4bit_compute_dtype=precision.base_dtype, bnb_4bit_quant_storage=precision.base_dtype)
+            load_in_4bit=True,
+            bnb_4bit_quant_type=config.quant_type,
+            bnb_4bit_use_double_quant=config.double_quant,
+            bnb_4bit_compute_dtype=precision.base_dtype,
+            bnb_4bit_quant_storage=precision.base_dtype,
+        )
         kwargs["device_map"] = device_map or {"": device_type()}  # bitsandbytes quantizes as the weights are placed
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
@@ -147,11 +160,20 @@ def load_for_training(model_path: str, config: TrainConfig, precision: Precision
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.peft == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=config.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     set_seed(config.seed)  # the adapters' initial weights
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_modules, bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     speed_up_lora_dropout(model)
     return model

@@ -18,10 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from rtune.training.config import TrainConfig
 from rtune.errors import RtuneError
-from rtune.io import (atomic_write_json, atomic_write_text, check_output, read_json, read_jsonl, sha256_file,
-                      stable_hash, write_jsonl)
+from rtune.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output,
+    read_json,
+    read_jsonl,
+    sha256_file,
+    stable_hash,
+    write_jsonl,
+)
+from rtune.training.config import TrainConfig
 
 # Settings that change how a run is logged or saved, not what it learns. (`model` and `data` enter the
 # identity as their content hashes, so naming the same files differently is still the same run.)
@@ -98,8 +106,12 @@ def versions() -> dict[str, str]:
 
 def identity_of(config: TrainConfig, resolved: dict) -> dict:
     settings = {k: v for k, v in config.model_dump().items() if k not in RESULT_NEUTRAL and k not in ("data", "model")}
-    return {**settings, "data_sha256": resolved["data_sha256"], "model_fingerprint": resolved["model_fingerprint"],
-            "world_size": resolved["world_size"]}
+    return {
+        **settings,
+        "data_sha256": resolved["data_sha256"],
+        "model_fingerprint": resolved["model_fingerprint"],
+        "world_size": resolved["world_size"],
+    }
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -111,7 +123,9 @@ def _differences(old: dict, new: dict) -> str:
 def _required(config: TrainConfig) -> TrainConfig:
     missing = [name for name in ("method", "model", "data") if getattr(config, name) is None]
     if missing:
-        raise RtuneError(f"missing {', '.join('--' + m for m in missing)} (give them on the command line or in --config)")
+        raise RtuneError(
+            f"missing {', '.join('--' + m for m in missing)} (give them on the command line or in --config)"
+        )
     if not Path(config.data).is_file():
         raise RtuneError(f"{config.data}: no such data file")
     return config
@@ -121,16 +135,34 @@ def training_arguments(config: TrainConfig, run: RunDir, bf16: bool, on_cpu: boo
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(run.checkpoints), per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1, learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay, optim=config.optimizer,
-        max_grad_norm=config.max_grad_norm, bf16=bf16, use_cpu=on_cpu,
-        activation_checkpointing=config.gradient_checkpointing, activation_checkpointing_kwargs={"use_reentrant": False},
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        logging_strategy="steps", logging_steps=config.logging_steps, report_to="none", disable_tqdm=True,
-        seed=config.seed, data_seed=config.seed, remove_unused_columns=False, dataloader_num_workers=0,
-        ddp_backend="gloo" if on_cpu and world_size > 1 else None, ddp_find_unused_parameters=False,
+        output_dir=str(run.checkpoints),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        optim=config.optimizer,
+        max_grad_norm=config.max_grad_norm,
+        bf16=bf16,
+        use_cpu=on_cpu,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_backend="gloo" if on_cpu and world_size > 1 else None,
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -149,30 +181,49 @@ def _check_run_dir(run: RunDir, identity: dict) -> dict | None:
     """The saved record when `run` holds this same run, None when it is new; an error for anything else."""
     saved = run.saved_record()
     if saved is None:
-        strangers = sorted(p.name for p in run.root.iterdir() if not p.name.startswith(".")) if run.root.is_dir() else []
+        strangers = (
+            sorted(p.name for p in run.root.iterdir() if not p.name.startswith(".")) if run.root.is_dir() else []
+        )
         if strangers:
-            raise RtuneError(f"{run.root} is not empty ({', '.join(strangers[:3])}…) and holds no rtune run; use another --out")
+            raise RtuneError(
+                f"{run.root} is not empty ({', '.join(strangers[:3])}…) and holds no rtune run; use another --out"
+            )
         return None
     if saved["identity"]["hash"] != stable_hash(identity):
-        raise RtuneError(f"{run.root} already holds a run with other settings ({_differences(saved['identity']['settings'], identity)}); "
-                         "use another --out, or delete that directory to start over")
+        raise RtuneError(
+            f"{run.root} already holds a run with other settings "
+            f"({_differences(saved['identity']['settings'], identity)}); "
+            "use another --out, or delete that directory to start over"
+        )
     return saved
 
 
 def _data_report(report, loaded) -> dict:
-    return {**asdict(report), "dropped_no_supervision": len(report.dropped_no_supervision),
-            "skipped_empty_completion": loaded.skipped_empty_completion, "skipped_empty_prompt": loaded.skipped_empty_prompt}
+    return {
+        **asdict(report),
+        "dropped_no_supervision": len(report.dropped_no_supervision),
+        "skipped_empty_completion": loaded.skipped_empty_completion,
+        "skipped_empty_prompt": loaded.skipped_empty_prompt,
+    }
 
 
 def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> TrainResult:
-    """Train (or resume, or recognise as done) the run in `out_dir`; extra Trainer `callbacks` are for tests and tools."""
+    """Train (or resume, or recognise as done) the run in `out_dir`; extra Trainer `callbacks` are for tests
+    and tools."""
     import os
 
     from accelerate import PartialState
 
     from rtune.models import load_tokenizer, model_fingerprint, prepare_model
     from rtune.training.data import build_dataset, load_training_records
-    from rtune.training.model import available_memory, check_memory, count_params, device_type, estimate_memory, resolve_precision
+    from rtune.training.model import (
+        available_memory,
+        check_memory,
+        count_params,
+        device_type,
+        estimate_memory,
+        resolve_precision,
+    )
 
     config = _required(config)
     run = RunDir(check_output(out_dir, inputs=[config.data], directory=True))
@@ -184,10 +235,16 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
     main = state.is_main_process
 
     model_path = prepare_model(config.model)
-    resolved = {"model_path": model_path, "model_fingerprint": model_fingerprint(model_path),
-                "data_path": str(Path(config.data).resolve()), "data_sha256": sha256_file(config.data),
-                "world_size": world_size, "device": device, "precision": "bf16" if precision.bf16 else "fp32",
-                "precision_reason": precision.reason}
+    resolved = {
+        "model_path": model_path,
+        "model_fingerprint": model_fingerprint(model_path),
+        "data_path": str(Path(config.data).resolve()),
+        "data_sha256": sha256_file(config.data),
+        "world_size": world_size,
+        "device": device,
+        "precision": "bf16" if precision.bf16 else "fp32",
+        "precision_reason": precision.reason,
+    }
     identity = identity_of(config, resolved)
     saved = _check_run_dir(run, identity)
     if run.summary.exists():
@@ -206,22 +263,39 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
     state.wait_for_everyone()
     if main:
         if saved is None:
-            record = {"identity": {"hash": stable_hash(identity), "settings": identity}, "settings": config.model_dump(),
-                      "resolved": resolved, "versions": versions()}
+            record = {
+                "identity": {"hash": stable_hash(identity), "settings": identity},
+                "settings": config.model_dump(),
+                "resolved": resolved,
+                "versions": versions(),
+            }
             run.root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run.config, yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
         run.keep_metrics_up_to(resume[0] if resume else 0)
     state.wait_for_everyone()
-    _say(f"{config.method.upper()} · {config.peft} · {report.examples} examples, {report.tokens:,} tokens "
-         f"({report.supervised_tokens:,} supervised; {report.truncated} truncated at {config.max_length}) · "
-         f"{resolved['precision']} ({precision.reason})" + (f" · resuming from step {resume[0]}" if resume else ""))
+    _say(
+        f"{config.method.upper()} · {config.peft} · {report.examples} examples, {report.tokens:,} tokens "
+        f"({report.supervised_tokens:,} supervised; {report.truncated} truncated at {config.max_length}) · "
+        f"{resolved['precision']} ({precision.reason})" + (f" · resuming from step {resume[0]}" if resume else "")
+    )
 
     trainer = _build_trainer(config, args, run, model_path, dataset, tokenizer, precision, state, callbacks)
     trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     state.wait_for_everyone()
-    logged = [row for row in read_jsonl(run.metrics, tolerate_truncated_tail=True) if "loss" in row] if main and run.metrics.exists() else []
-    result = TrainResult(str(run.root), str(run.merged), str(run.adapter) if config.peft != "none" else None,
-                         trainer.state.global_step, resume[0] if resume else None, False, logged[-1]["loss"] if logged else None)
+    logged = (
+        [row for row in read_jsonl(run.metrics, tolerate_truncated_tail=True) if "loss" in row]
+        if main and run.metrics.exists()
+        else []
+    )
+    result = TrainResult(
+        str(run.root),
+        str(run.merged),
+        str(run.adapter) if config.peft != "none" else None,
+        trainer.state.global_step,
+        resume[0] if resume else None,
+        False,
+        logged[-1]["loss"] if logged else None,
+    )
     if main:
         _export(config, run, trainer, tokenizer, model_path)
         atomic_write_json(run.summary, {k: v for k, v in asdict(result).items() if k != "already_complete"})
@@ -236,8 +310,15 @@ def _build_trainer(config, args, run, model_path, dataset, tokenizer, precision,
 
     from rtune.training.data import LengthGroupedShuffleSampler, PaddingCollator
     from rtune.training.model import load_for_training
-    from rtune.training.trainer import (CheckpointPolicy, MetricsLog, RichProgress, RtuneTrainer, TokenMeter,
-                                        causal_lm_of, supervised_head_blocker)
+    from rtune.training.trainer import (
+        CheckpointPolicy,
+        MetricsLog,
+        RichProgress,
+        RtuneTrainer,
+        TokenMeter,
+        causal_lm_of,
+        supervised_head_blocker,
+    )
 
     device_map = {"": state.device} if state.device.type != "cpu" else None
     model = load_for_training(model_path, config, precision, device_map=device_map)
@@ -261,10 +342,17 @@ def _build_trainer(config, args, run, model_path, dataset, tokenizer, precision,
         resume_step = max((step for step, _ in run.checkpoints_by_step()), default=0)
         extra.append(TensorBoardCallback(SummaryWriter(str(run.tensorboard), purge_step=resume_step or None)))
     trainer = RtuneTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
         data_collator=PaddingCollator(tokenizer.pad_token_id),
         sampler=LengthGroupedShuffleSampler(dataset.lengths, config.batch_size, config.seed, config.group_by_length),
-        supervised_head=use_head, meter=meter, loss_normalization=config.loss_normalization, callbacks=[*extra, *callbacks])
+        supervised_head=use_head,
+        meter=meter,
+        loss_normalization=config.loss_normalization,
+        callbacks=[*extra, *callbacks],
+    )
     trainer.remove_callback(PrinterCallback)
     return trainer
 
@@ -278,4 +366,6 @@ def _export(config: TrainConfig, run: RunDir, trainer, tokenizer, base_path: str
     else:
         save_adapter(model, tokenizer, run.adapter)
         save_merged_from_adapter(base_path, run.adapter, tokenizer, run.merged)
-    plot_loss_curve(run.metrics, run.loss_curve, f"{config.method.upper()} · {Path(str(config.model)).name} · {config.peft}")
+    plot_loss_curve(
+        run.metrics, run.loss_curve, f"{config.method.upper()} · {Path(str(config.model)).name} · {config.peft}"
+    )

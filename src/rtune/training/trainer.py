@@ -70,12 +70,20 @@ class TokenMeter:
 
 
 class RtuneTrainer(Trainer):
-    """Trainer whose loss is normalised as `normalised_loss` says, computed at supervised positions only when possible."""
+    """Trainer whose loss is normalised as `normalised_loss` says, computed at supervised positions only
+    when possible."""
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, sampler, supervised_head: bool, meter: TokenMeter, loss_normalization: str = "batch_tokens",
-                 **kwargs):
+    def __init__(
+        self,
+        *args,
+        sampler,
+        supervised_head: bool,
+        meter: TokenMeter,
+        loss_normalization: str = "batch_tokens",
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self._rtune_sampler = sampler
         self.loss_normalization = loss_normalization
@@ -102,8 +110,14 @@ class RtuneTrainer(Trainer):
         n_supervised = (labels[:, 1:] != IGNORE_INDEX).sum()
         self.meter.add(int(attention_mask.sum()), int(n_supervised))
         devices = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
-        loss = normalised_loss(loss_sum, n_supervised, num_items_in_batch, self.loss_normalization,
-                               self.args.gradient_accumulation_steps, devices)
+        loss = normalised_loss(
+            loss_sum,
+            n_supervised,
+            num_items_in_batch,
+            self.loss_normalization,
+            self.args.gradient_accumulation_steps,
+            devices,
+        )
         return (loss, outputs) if return_outputs else loss
 
 
@@ -169,11 +183,18 @@ class MetricsLog(TrainerCallback):
         if "loss" not in logs:
             return control
         tokens, supervised, seconds = self.meter.read()
-        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": logs["loss"],
-               "learning_rate": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
-               "tokens": tokens, "supervised_tokens": supervised, "seconds": round(seconds, 3),
-               "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
-               "supervised_tokens_per_s": round(supervised / seconds, 2) if seconds else None}
+        row = {
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "loss": logs["loss"],
+            "learning_rate": logs.get("learning_rate"),
+            "grad_norm": logs.get("grad_norm"),
+            "tokens": tokens,
+            "supervised_tokens": supervised,
+            "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
+            "supervised_tokens_per_s": round(supervised / seconds, 2) if seconds else None,
+        }
         logs["tokens_per_s"], logs["supervised_tokens_per_s"] = row["tokens_per_s"], row["supervised_tokens_per_s"]
         if state.is_world_process_zero:
             append_jsonl(self.path, row)
@@ -191,11 +212,26 @@ class RichProgress(TrainerCallback):
         if not state.is_world_process_zero:
             return control
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.progress = Progress(TextColumn("[cyan]train[/cyan]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-                                 console=Console(stderr=True), transient=False)
+        self.progress = Progress(
+            TextColumn("[cyan]train[/cyan]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, status="")
         return control
@@ -213,7 +249,9 @@ class RichProgress(TrainerCallback):
             if not self.progress.console.is_terminal:  # a log file gets one line per logging step instead of a live bar
                 remaining = self.progress.tasks[0].time_remaining
                 eta = f" · eta {remaining / 60:.1f} min" if remaining is not None else ""
-                self.progress.console.print(f"step {state.global_step}/{state.max_steps} · {status}{eta}", highlight=False)
+                self.progress.console.print(
+                    f"step {state.global_step}/{state.max_steps} · {status}{eta}", highlight=False
+                )
         return control
 
     def on_train_end(self, args, state, control, **kwargs):

@@ -80,17 +80,19 @@ def estimate_difficulty(pool: Mapping[str, Sequence[Annotation]], C: float | Non
     instructions, p = np.concatenate(instruction_index), np.concatenate(preferences)
 
     n, n_models, rows = len(p), len(pool), np.arange(len(p))
-    X = sparse.hstack([
-        sparse.csr_matrix((np.ones(n), (rows, models)), shape=(n, n_models)),  # per-model intercept
-        sparse.csr_matrix((gap, (rows, models)), shape=(n, n_models)),  # per-model length slope
-        sparse.csr_matrix((np.ones(n), (rows, instructions)), shape=(n, len(keys))),  # per-instruction term
-    ]).tocsr()
+    X = sparse.hstack(
+        [
+            sparse.csr_matrix((np.ones(n), (rows, models)), shape=(n, n_models)),  # per-model intercept
+            sparse.csr_matrix((gap, (rows, models)), shape=(n, n_models)),  # per-model length slope
+            sparse.csr_matrix((np.ones(n), (rows, instructions)), shape=(n, len(keys))),  # per-instruction term
+        ]
+    ).tocsr()
     weight = np.ones(n)
     C = select_C(X, p, weight) if C is None else C
     coef = fit_soft_logistic(X, p, weight, C)
     return DifficultyTable(
         difficulty={key: float(coef[2 * n_models + i]) for key, i in keys.items()},
-        length_slope=float(np.mean(coef[n_models:2 * n_models])),
+        length_slope=float(np.mean(coef[n_models : 2 * n_models])),
         C=float(C),
         provenance={"models": list(pool)},
     )
@@ -110,24 +112,44 @@ def build_table(settings: DifficultySettings) -> DifficultyTable:
     if not files:
         raise RtuneError("no annotation files found in " + ", ".join(map(str, s.paths)))
     table = estimate_difficulty({f.stem: read_annotations(f) for f in files}, C=s.C)
-    table.provenance.update({
-        "about": "Per-instruction difficulty for rtune's length-controlled win rate (see rtune/winrate/difficulty.py).",
-        "method": "joint L1 logistic fit on soft labels: per-model intercept + per-model tanh length slope "
-                  "+ per-instruction term; difficulty = the per-instruction term; length_slope = mean per-model slope",
-        "command": shlex.join(["rtune", "metrics", "difficulty", *map(str, s.paths), "--out", str(s.out),
-                               *[arg for stem in s.exclude for arg in ("--exclude", stem)],
-                               *(["--joint-c", str(s.C)] if s.C is not None else [])]),
-        "created": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "inputs": {f.name: sha256_file(f)[:16] for f in files},
-        **({"note": s.note} if s.note else {}),
-    })
+    table.provenance.update(
+        {
+            "about": (
+                "Per-instruction difficulty for rtune's length-controlled win rate (see rtune/winrate/difficulty.py)."
+            ),
+            "method": "joint L1 logistic fit on soft labels: per-model intercept + per-model tanh length slope "
+            "+ per-instruction term; difficulty = the per-instruction term; length_slope = mean per-model slope",
+            "command": shlex.join(
+                [
+                    "rtune",
+                    "metrics",
+                    "difficulty",
+                    *map(str, s.paths),
+                    "--out",
+                    str(s.out),
+                    *[arg for stem in s.exclude for arg in ("--exclude", stem)],
+                    *(["--joint-c", str(s.C)] if s.C is not None else []),
+                ]
+            ),
+            "created": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "inputs": {f.name: sha256_file(f)[:16] for f in files},
+            **({"note": s.note} if s.note else {}),
+        }
+    )
     write_table(s.out, table)
     return table
 
 
 def write_table(path: str | Path, table: DifficultyTable) -> None:
-    atomic_write_json(path, {**table.provenance, "C": table.C, "length_slope": round(table.length_slope, 6),
-                             "difficulty": {key: round(value, 6) for key, value in table.difficulty.items()}})
+    atomic_write_json(
+        path,
+        {
+            **table.provenance,
+            "C": table.C,
+            "length_slope": round(table.length_slope, 6),
+            "difficulty": {key: round(value, 6) for key, value in table.difficulty.items()},
+        },
+    )
 
 
 def read_table(path: str | Path) -> DifficultyTable:

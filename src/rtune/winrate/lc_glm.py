@@ -61,8 +61,7 @@ def fit_soft_logistic(X, p: np.ndarray, weight: np.ndarray, C: float) -> np.ndar
     keep = sample_weight > 0
     if len(np.unique(labels[keep])) < 2:  # e.g. a CV fold where the model never wins: nothing to fit
         return np.zeros(X.shape[1])
-    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False,
-                               random_state=RANDOM_STATE)
+    model = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=RANDOM_STATE)
     model.fit(stacked[keep], labels[keep], sample_weight=sample_weight[keep])
     return model.coef_[0]
 
@@ -80,15 +79,28 @@ def select_C(X, p: np.ndarray, weight: np.ndarray, grid=C_GRID, n_splits: int = 
     folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(p)), groups=np.arange(len(p))))
     with warnings.catch_warnings():  # the weakest penalties need not converge on separable folds
         warnings.simplefilter("ignore", ConvergenceWarning)
-        losses = [np.mean([soft_log_loss(fit_soft_logistic(X[train], p[train], weight[train], C),
-                                         X[test], p[test], weight[test]) for train, test in folds])
-                  for C in grid]
+        losses = [
+            np.mean(
+                [
+                    soft_log_loss(
+                        fit_soft_logistic(X[train], p[train], weight[train], C), X[test], p[test], weight[test]
+                    )
+                    for train, test in folds
+                ]
+            )
+            for C in grid
+        ]
     return float(grid[int(np.argmin(losses))])
 
 
-def fit_length_controlled(preference: np.ndarray, length_1: np.ndarray, length_2: np.ndarray,
-                          difficulty: np.ndarray | None = None, length_prior: float | None = None,
-                          prior_weight: float = PRIOR_WEIGHT) -> LengthControlled:
+def fit_length_controlled(
+    preference: np.ndarray,
+    length_1: np.ndarray,
+    length_2: np.ndarray,
+    difficulty: np.ndarray | None = None,
+    length_prior: float | None = None,
+    prior_weight: float = PRIOR_WEIGHT,
+) -> LengthControlled:
     """Length-controlled win rate of one file.
 
     `preference` is P(model preferred) in [0, 1] per annotated row; lengths are characters of the
@@ -128,5 +140,5 @@ def fit_length_controlled(preference: np.ndarray, length_1: np.ndarray, length_2
         win_rate=float(predicted.mean() * 100),
         standard_error=float(predicted.std(ddof=1) / np.sqrt(len(predicted)) * 100),
         variant=variant,
-        coefficients=dict(zip(names, map(float, coef))),
+        coefficients=dict(zip(names, map(float, coef), strict=False)),
     )

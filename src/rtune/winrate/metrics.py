@@ -28,8 +28,9 @@ def preference_scores(annotations: Sequence[Annotation]) -> np.ndarray:
     return np.array([a.score for a in annotations if a.score is not None], dtype=float)
 
 
-def bootstrap_ci(scores: np.ndarray, n_resamples: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    scores: np.ndarray, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile interval of the mean score × 100 over resampled rows; NaN for no rows."""
     low, high = percentile_interval(bootstrap_draws(scores, n_resamples, seed) * 100, level)
     return (low, high) if low is not None else (float("nan"), float("nan"))
@@ -67,30 +68,52 @@ def win_rate_report(annotations: Sequence[Annotation], *, n_resamples: int = 100
     )
 
 
-def add_length_controlled(report: WinRateReport, annotations: Sequence[Annotation], source: str,
-                          table: DifficultyTable) -> WinRateReport:
+def add_length_controlled(
+    report: WinRateReport, annotations: Sequence[Annotation], source: str, table: DifficultyTable
+) -> WinRateReport:
     """Fill the LC fields: with difficulty when `table` covers every instruction, else the minimal formula."""
     rows = [a for a in annotations if a.preference is not None]
     unmeasured = next((i for i, a in enumerate(annotations, 1) if a.length_1 is None or a.length_2 is None), None)
     if unmeasured is not None:
-        raise RtuneError(f"{source}: record {unmeasured}: the length-controlled win rate needs output texts or "
-                         "output_1_chars/output_2_chars (skip it with --no-lc)")
+        raise RtuneError(
+            f"{source}: record {unmeasured}: the length-controlled win rate needs output texts or "
+            "output_1_chars/output_2_chars (skip it with --no-lc)"
+        )
     if len(rows) < MIN_ROWS:
         return report.model_copy(update={"lc_note": f"needs at least {MIN_ROWS} annotated rows, found {len(rows)}"})
     difficulty = table.for_instructions(a.instruction for a in rows)
     result = fit_length_controlled(
-        preference_scores(rows), np.array([a.length_1 for a in rows]), np.array([a.length_2 for a in rows]),
-        difficulty=difficulty, length_prior=table.length_slope if difficulty is not None else None)
-    note = (None if difficulty is not None
-            else "instructions outside the difficulty table: formula without instruction difficulty")
-    return report.model_copy(update={"length_controlled_winrate": result.win_rate,
-                                     "lc_standard_error": result.standard_error,
-                                     "lc_variant": result.variant, "lc_note": note,
-                                     "lc_coefficients": result.coefficients})
+        preference_scores(rows),
+        np.array([a.length_1 for a in rows]),
+        np.array([a.length_2 for a in rows]),
+        difficulty=difficulty,
+        length_prior=table.length_slope if difficulty is not None else None,
+    )
+    note = (
+        None
+        if difficulty is not None
+        else "instructions outside the difficulty table: formula without instruction difficulty"
+    )
+    return report.model_copy(
+        update={
+            "length_controlled_winrate": result.win_rate,
+            "lc_standard_error": result.standard_error,
+            "lc_variant": result.variant,
+            "lc_note": note,
+            "lc_coefficients": result.coefficients,
+        }
+    )
 
 
-def summarize(annotations: Sequence[Annotation], source: str, *, length_controlled: bool = True,
-              table: DifficultyTable | None = None, n_resamples: int = 1000, seed: int = 0) -> WinRateReport:
+def summarize(
+    annotations: Sequence[Annotation],
+    source: str,
+    *,
+    length_controlled: bool = True,
+    table: DifficultyTable | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> WinRateReport:
     """All metrics of one annotations file; `table` defaults to the packaged AlpacaEval difficulty."""
     report = win_rate_report(annotations, n_resamples=n_resamples, seed=seed)
     if not length_controlled:
@@ -104,8 +127,17 @@ def summarize_files(settings: WinrateSettings) -> dict[str, WinRateReport]:
     if s.out is not None:
         check_output(s.out, inputs=[*s.files, s.difficulty])
     table = read_table(s.difficulty) if s.difficulty is not None else None
-    reports = {str(path): summarize(read_annotations(path), str(path), length_controlled=s.length_controlled,
-                                    table=table, n_resamples=s.n_resamples, seed=s.seed) for path in s.files}
+    reports = {
+        str(path): summarize(
+            read_annotations(path),
+            str(path),
+            length_controlled=s.length_controlled,
+            table=table,
+            n_resamples=s.n_resamples,
+            seed=s.seed,
+        )
+        for path in s.files
+    }
     empty = next((path for path, report in reports.items() if report.n == 0), None)
     if empty is not None:
         raise RtuneError(f"{empty}: no row has a preference, so there is no win rate")

@@ -41,8 +41,9 @@ class WinrateSettings(BaseModel):
     files: list[Path] = Field(description="AlpacaEval annotations.json files (or .jsonl).")
     out: Path | None = Field(None, description="Also write the JSON here.")
     length_controlled: bool = Field(True, description="The length-controlled win rate (--no-lc skips it).")
-    difficulty: Path | None = Field(None, description="Difficulty table from `rtune metrics difficulty` "
-                                                      "(default: the packaged AlpacaEval one).")
+    difficulty: Path | None = Field(
+        None, description="Difficulty table from `rtune metrics difficulty` (default: the packaged AlpacaEval one)."
+    )
     n_resamples: int = Field(1000, ge=10, description="Bootstrap resamples for the 95% interval.")
     seed: int = Field(0, description="Bootstrap seed.")
 

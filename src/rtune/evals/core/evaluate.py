@@ -45,8 +45,9 @@ def _dataset(name: str, local: bool) -> str:
 
 def _encoding(style: PromptStyle) -> dict:
     """How prompts became tokens under the protocol (see `prompts`)."""
-    bos = {None: "the tokenizer's, unless the text starts with it", True: "the tokenizer's, always",
-           False: "none"}[style.add_special_tokens]
+    bos = {None: "the tokenizer's, unless the text starts with it", True: "the tokenizer's, always", False: "none"}[
+        style.add_special_tokens
+    ]
     return {"protocol": style.protocol, "bos": bos, "system_turn": "dropped" if style.drop_system else "template's"}
 
 
@@ -58,17 +59,30 @@ def _task_configs(session: Session) -> dict:
         common = {"task": name, "lm_eval_task": LM_EVAL_NAMES[name], "apply_chat_template": chat, **_encoding(style)}
         if name in MC_TASKS:
             task = MC_TASKS[name]
-            configs[name] = {**common, "output_type": "multiple_choice", "metric_list": list(task.metrics),
-                             "dataset": _dataset(name, local), "target_delimiter": style.target_delimiter,
-                             "fewshot_delimiter": FEWSHOT_DELIMITER,
-                             "fewshot_split": "dev" if task.load_fewshot else None}
+            configs[name] = {
+                **common,
+                "output_type": "multiple_choice",
+                "metric_list": list(task.metrics),
+                "dataset": _dataset(name, local),
+                "target_delimiter": style.target_delimiter,
+                "fewshot_delimiter": FEWSHOT_DELIMITER,
+                "fewshot_split": "dev" if task.load_fewshot else None,
+            }
         else:
-            configs[name] = {**common, "output_type": "generate_until", "dataset": _dataset(name, local),
-                             "metric_list": ["exact_match"], "filters": ["strict-match", "flexible-extract"],
-                             "target_delimiter": TARGET_DELIMITER if style.protocol == "paper" else "",
-                             "generation_kwargs": {"until": list(gsm8k.STOP), "do_sample": False,
-                                                   "max_gen_toks": gsm8k.MAX_NEW_TOKENS},
-                             "fewshot_as_multiturn": chat}
+            configs[name] = {
+                **common,
+                "output_type": "generate_until",
+                "dataset": _dataset(name, local),
+                "metric_list": ["exact_match"],
+                "filters": ["strict-match", "flexible-extract"],
+                "target_delimiter": TARGET_DELIMITER if style.protocol == "paper" else "",
+                "generation_kwargs": {
+                    "until": list(gsm8k.STOP),
+                    "do_sample": False,
+                    "max_gen_toks": gsm8k.MAX_NEW_TOKENS,
+                },
+                "fewshot_as_multiturn": chat,
+            }
     return configs
 
 
@@ -76,13 +90,25 @@ def _run_config(session: Session) -> dict:
     s, chat = session.settings, session.style.chat
     template = session.tokenizer.chat_template if chat else None
     return {
-        "model": s.model, "model_path": session.model_path, "model_fingerprint": session.fingerprint,
-        "engine": "builtin", "protocol": s.protocol, "chat_template": chat,
+        "model": s.model,
+        "model_path": session.model_path,
+        "model_fingerprint": session.fingerprint,
+        "engine": "builtin",
+        "protocol": s.protocol,
+        "chat_template": chat,
         "chat_template_name": None if not chat else ("tulu" if template in (None, TULU_CHAT_TEMPLATE) else "model"),
-        "fewshot_as_multiturn": chat, "num_fewshot": s.num_fewshot, "limit": s.limit, "limits": s.limits,
-        "dtype": s.dtype, "batch_size": s.batch_size, "device": session.device, "seed": s.seed,
-        "data_dir": str(session.data_dir) if session.data_dir else None, "tasks": list(s.tasks),
-        "versions": _versions(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fewshot_as_multiturn": chat,
+        "num_fewshot": s.num_fewshot,
+        "limit": s.limit,
+        "limits": s.limits,
+        "dtype": s.dtype,
+        "batch_size": s.batch_size,
+        "device": session.device,
+        "seed": s.seed,
+        "data_dir": str(session.data_dir) if session.data_dir else None,
+        "tasks": list(s.tasks),
+        "versions": _versions(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

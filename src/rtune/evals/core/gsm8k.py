@@ -33,9 +33,11 @@ from rtune.evals.core.results import UnitResult
 from rtune.evals.core.session import Session
 from rtune.evals.core.tasks import load_gsm8k
 
-INSTRUCTION = ("Given the following problem, reason and give a final answer to the problem.\nProblem: {question}\n"
-               'Your response should end with "The final answer is [answer]" '
-               "where [answer] is the response to the problem.\n")
+INSTRUCTION = (
+    "Given the following problem, reason and give a final answer to the problem.\nProblem: {question}\n"
+    'Your response should end with "The final answer is [answer]" '
+    "where [answer] is the response to the problem.\n"
+)
 FEWSHOT_DELIMITER = "\n\n"
 N_SHOTS = 8
 MAX_NEW_TOKENS = 256  # lm-eval's default max_gen_toks
@@ -132,9 +134,12 @@ def evaluate_gsm8k(session: Session) -> UnitResult:
     params = DecodingParams(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, stop=STOP, seed=session.settings.seed)
     style, paper = session.style, session.settings.protocol == "paper"
     encoding = {"params": params, "add_special_tokens": style.add_special_tokens}
-    requests = [GenerationRequest(messages=chat_messages(item.question, exemplars), **encoding) if style.chat
-                else GenerationRequest(prompt=plain_prompt(item.question, exemplars, " " if paper else ""), **encoding)
-                for item in chosen]
+    requests = [
+        GenerationRequest(messages=chat_messages(item.question, exemplars), **encoding)
+        if style.chat
+        else GenerationRequest(prompt=plain_prompt(item.question, exemplars, " " if paper else ""), **encoding)
+        for item in chosen
+    ]
     session.release_model()
     replies = generate_in_order(session.generator(), requests, session.progress, label="gsm8k")
     values: dict[str, list[float]] = {"exact_match,strict-match": [], "exact_match,flexible-extract": []}
@@ -143,12 +148,22 @@ def evaluate_gsm8k(session: Session) -> UnitResult:
         score = score_reply(reply.text, item.target)
         values["exact_match,strict-match"].append(float(score.strict_correct))
         values["exact_match,flexible-extract"].append(float(score.flexible_correct))
-        samples.append({"task": "gsm8k", "doc_id": doc_id, "id": item.id, "target": item.target,
-                        "prompt": request.prompt, "messages": list(request.messages) if request.messages else None,
-                        "reply": reply.text, "finish_reason": reply.finish_reason,
-                        "strict": score.strict, "flexible": score.flexible,
-                        "exact_match,strict-match": float(score.strict_correct),
-                        "exact_match,flexible-extract": float(score.flexible_correct)})
+        samples.append(
+            {
+                "task": "gsm8k",
+                "doc_id": doc_id,
+                "id": item.id,
+                "target": item.target,
+                "prompt": request.prompt,
+                "messages": list(request.messages) if request.messages else None,
+                "reply": reply.text,
+                "finish_reason": reply.finish_reason,
+                "strict": score.strict,
+                "flexible": score.flexible,
+                "exact_match,strict-match": float(score.strict_correct),
+                "exact_match,flexible-extract": float(score.flexible_correct),
+            }
+        )
     unit = UnitResult("gsm8k", values, len(items), n_shot, "3.0" if paper else "4.0", samples)
     session.save_part(unit, key)
     return unit

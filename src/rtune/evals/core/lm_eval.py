@@ -27,8 +27,10 @@ def import_lm_eval():
     try:
         import lm_eval
     except ImportError as exc:
-        raise RtuneError("--engine lm-eval needs lm-evaluation-harness (rtune's optional 'lm-eval' extra): "
-                         "pip install 'lm-eval[hf]'; or leave --engine at builtin, which needs neither") from exc
+        raise RtuneError(
+            "--engine lm-eval needs lm-evaluation-harness (rtune's optional 'lm-eval' extra): "
+            "pip install 'lm-eval[hf]'; or leave --engine at builtin, which needs neither"
+        ) from exc
     return lm_eval
 
 
@@ -56,14 +58,23 @@ def _sample(name: str, row: dict) -> dict:
     """One logged sample; multiple-choice ones also as ours (context, continuations, log-likelihoods), generated
     ones with the reply."""
     metric_values = {key: value for key, value in row.items() if _number(value) is not None and key != "doc_id"}
-    sample = {"task": _ours(name), "doc_id": row.get("doc_id"), "target": row.get("target"),
-              "filter": row.get("filter"), "filtered_resps": row.get("filtered_resps"), **metric_values}
+    sample = {
+        "task": _ours(name),
+        "doc_id": row.get("doc_id"),
+        "target": row.get("target"),
+        "filter": row.get("filter"),
+        "filtered_resps": row.get("filtered_resps"),
+        **metric_values,
+    }
     arguments, responses, raw = row.get("arguments") or [], row.get("filtered_resps") or [], row.get("resps") or []
     if raw and isinstance(raw[0], (list, tuple)) and raw[0] and isinstance(raw[0][0], str):
         sample["reply"] = raw[0][0]
     if arguments and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in responses):
-        sample |= {"context": arguments[0][0], "continuations": [a[1] for a in arguments],
-                   "logprobs": [float(r[0]) for r in responses]}
+        sample |= {
+            "context": arguments[0][0],
+            "continuations": [a[1] for a in arguments],
+            "logprobs": [float(r[0]) for r in responses],
+        }
     return sample
 
 
@@ -71,21 +82,37 @@ def normalise_lm_eval(raw: dict) -> tuple[dict, list[dict]]:
     """(results document, samples) from the dict lm_eval.simple_evaluate returns."""
     results = {_ours(name): normalise_entry(_ours(name), metrics) for name, metrics in raw.get("results", {}).items()}
     groups = {_ours(name): normalise_entry(_ours(name), metrics) for name, metrics in raw.get("groups", {}).items()}
-    renamed = {key: {_ours(name): value for name, value in raw.get(key, {}).items()}
-               for key in ("configs", "versions", "n-shot", "n-samples", "higher_is_better")}
-    tree = {_ours(group): [_ours(member) for member in members]
-            for group, members in raw.get("group_subtasks", {}).items()}
+    renamed = {
+        key: {_ours(name): value for name, value in raw.get(key, {}).items()}
+        for key in ("configs", "versions", "n-shot", "n-samples", "higher_is_better")
+    }
+    tree = {
+        _ours(group): [_ours(member) for member in members] for group, members in raw.get("group_subtasks", {}).items()
+    }
     arc = arc_group(results, {name: counts.get("effective") for name, counts in renamed["n-samples"].items()})
     if arc is not None:
         groups, tree = {ARC_GROUP: arc, **groups}, {ARC_GROUP: list(ARC_MEMBERS), **tree}
         results = {ARC_GROUP: arc, **results}
     lm_config = raw.get("config", {})
-    config = {"engine": "lm-eval", "protocol": "lm-eval", "lm_eval_version": raw.get("lm_eval_version"),
-              "lm_eval_config": lm_config, "model": lm_config.get("model_args"),
-              "batch_size": lm_config.get("batch_size"), "limit": lm_config.get("limit"),
-              "chat_template": bool(raw.get("chat_template")), "fewshot_as_multiturn": raw.get("fewshot_as_multiturn")}
-    document = {"results": results, "groups": groups, "group_subtasks": tree, **renamed, "config": config,
-                "total_evaluation_time_seconds": _number(raw.get("total_evaluation_time_seconds"))}
+    config = {
+        "engine": "lm-eval",
+        "protocol": "lm-eval",
+        "lm_eval_version": raw.get("lm_eval_version"),
+        "lm_eval_config": lm_config,
+        "model": lm_config.get("model_args"),
+        "batch_size": lm_config.get("batch_size"),
+        "limit": lm_config.get("limit"),
+        "chat_template": bool(raw.get("chat_template")),
+        "fewshot_as_multiturn": raw.get("fewshot_as_multiturn"),
+    }
+    document = {
+        "results": results,
+        "groups": groups,
+        "group_subtasks": tree,
+        **renamed,
+        "config": config,
+        "total_evaluation_time_seconds": _number(raw.get("total_evaluation_time_seconds")),
+    }
     samples = [_sample(name, row) for name, rows in raw.get("samples", {}).items() for row in rows]
     return _plain(document), _plain(samples)
 
@@ -118,15 +145,34 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
         tasks = write_tasks(list(settings.tasks), data_dir, folder)
         manager = TaskManager(include_path=str(folder), include_defaults=False)
     raw = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={path},dtype={settings.dtype}", tasks=tasks, task_manager=manager,
-        num_fewshot=settings.num_fewshot, batch_size=settings.batch_size, device=device, limit=settings.limit,
-        apply_chat_template=chat, fewshot_as_multiturn=chat, log_samples=True,
-        random_seed=settings.seed, numpy_random_seed=settings.seed, torch_random_seed=settings.seed,
+        model="hf",
+        model_args=f"pretrained={path},dtype={settings.dtype}",
+        tasks=tasks,
+        task_manager=manager,
+        num_fewshot=settings.num_fewshot,
+        batch_size=settings.batch_size,
+        device=device,
+        limit=settings.limit,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=chat,
+        log_samples=True,
+        random_seed=settings.seed,
+        numpy_random_seed=settings.seed,
+        torch_random_seed=settings.seed,
     )
     document, samples = normalise_lm_eval(raw)
-    document["config"].update({"model": settings.model, "model_path": path, "chat_template": chat,
-                               "dtype": settings.dtype, "num_fewshot": settings.num_fewshot, "seed": settings.seed,
-                               "data_dir": str(data_dir) if data_dir else None, "tasks": list(settings.tasks)})
+    document["config"].update(
+        {
+            "model": settings.model,
+            "model_path": path,
+            "chat_template": chat,
+            "dtype": settings.dtype,
+            "num_fewshot": settings.num_fewshot,
+            "seed": settings.seed,
+            "data_dir": str(data_dir) if data_dir else None,
+            "tasks": list(settings.tasks),
+        }
+    )
     return document, samples
 
 
@@ -156,5 +202,6 @@ def agreement(ours: list[dict], theirs: list[dict]) -> dict[str, Agreement]:
         row[3] += argmax(a["logprobs"]) == argmax(b["logprobs"])
         row[4] += all(math.isclose(x, y, rel_tol=1e-5, abs_tol=3e-3) for x, y in pairs)
         row[5] = max(row[5], *(abs(x - y) for x, y in pairs))
-    return {task: Agreement(**dict(zip(Agreement.model_fields, row, strict=True)))
-            for task, row in sorted(counts.items())}
+    return {
+        task: Agreement(**dict(zip(Agreement.model_fields, row, strict=True))) for task, row in sorted(counts.items())
+    }

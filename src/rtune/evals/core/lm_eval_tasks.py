@@ -29,29 +29,53 @@ def _choices(texts: list[str]) -> dict:
 
 def _arc(data_dir: Path, task: str) -> list[dict]:
     rows = read_jsonl(registry.local_file(task, data_dir))
-    return [{"id": f"{task}/{i}", "question": row["query"].removeprefix("Question: ").removesuffix("\nAnswer:"),
-             "choices": _choices(row["choices"]), "answerKey": LETTERS[int(row["gold"])]} for i, row in enumerate(rows)]
+    return [
+        {
+            "id": f"{task}/{i}",
+            "question": row["query"].removeprefix("Question: ").removesuffix("\nAnswer:"),
+            "choices": _choices(row["choices"]),
+            "answerKey": LETTERS[int(row["gold"])],
+        }
+        for i, row in enumerate(rows)
+    ]
 
 
 def _openbookqa(data_dir: Path) -> list[dict]:
     rows = read_jsonl(registry.local_file("openbookqa", data_dir))
-    return [{"id": f"openbookqa/{i}", "question_stem": row["query"], "choices": _choices(row["choices"]),
-             "answerKey": LETTERS[int(row["gold"])]} for i, row in enumerate(rows)]
+    return [
+        {
+            "id": f"openbookqa/{i}",
+            "question_stem": row["query"],
+            "choices": _choices(row["choices"]),
+            "answerKey": LETTERS[int(row["gold"])],
+        }
+        for i, row in enumerate(rows)
+    ]
 
 
 def _piqa(data_dir: Path) -> list[dict]:
     path, labels_path = registry.local_files("piqa", data_dir)
     labels = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [{"goal": row["goal"], "sol1": row["sol1"], "sol2": row["sol2"], "label": int(label)}
-            for row, label in zip(read_jsonl(path), labels, strict=True)]
+    return [
+        {"goal": row["goal"], "sol1": row["sol1"], "sol2": row["sol2"], "label": int(label)}
+        for row, label in zip(read_jsonl(path), labels, strict=True)
+    ]
 
 
 def _hellaswag(data_dir: Path) -> list[dict]:
     rows = []
     for i, row in enumerate(read_jsonl(registry.local_file("hellaswag", data_dir))):
         ctx_a, ctx_b = hellaswag_split(row["ctx"])
-        rows.append({"ind": i, "activity_label": row["activity_label"], "ctx_a": ctx_a, "ctx_b": ctx_b,
-                     "endings": row["endings"], "label": str(row["label"])})
+        rows.append(
+            {
+                "ind": i,
+                "activity_label": row["activity_label"],
+                "ctx_a": ctx_a,
+                "ctx_b": ctx_b,
+                "endings": row["endings"],
+                "label": str(row["label"]),
+            }
+        )
     return rows
 
 
@@ -60,9 +84,15 @@ def _mmlu(data_dir: Path) -> dict[str, list[dict]]:
     out = {}
     for path in registry.local_files("mmlu", data_dir):
         subject, _, split = path.stem.rpartition("_")
-        out[f"{subject}_{split}"] = [{"question": row["question"], "subject": subject,
-                                      "choices": [row[f"choice{k}"] for k in range(4)], "answer": int(row["answer"])}
-                                     for row in read_rows(path)]
+        out[f"{subject}_{split}"] = [
+            {
+                "question": row["question"],
+                "subject": subject,
+                "choices": [row[f"choice{k}"] for k in range(4)],
+                "answer": int(row["answer"]),
+            }
+            for row in read_rows(path)
+        ]
     return out
 
 
@@ -80,9 +110,16 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 def _task_yaml(folder: Path, name: str, include: Path, splits: dict[str, Path], evaluated: str) -> None:
     """A task file: lm-eval's own `include`d, its dataset replaced by local files (split -> file)."""
     unused = {"training_split": None, "validation_split": None, "test_split": None}
-    config = {"include": str(include), "task": PREFIX + name, "tag": [], "dataset_path": "json", "dataset_name": None,
-              "dataset_kwargs": {"data_files": {split: str(path) for split, path in splits.items()}},
-              **unused, f"{evaluated}_split": evaluated}
+    config = {
+        "include": str(include),
+        "task": PREFIX + name,
+        "tag": [],
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {split: str(path) for split, path in splits.items()}},
+        **unused,
+        f"{evaluated}_split": evaluated,
+    }
     (folder / f"{PREFIX}{name}.yaml").write_text(json.dumps(config, indent=1), encoding="utf-8")  # JSON is YAML
 
 
@@ -111,14 +148,24 @@ def write_tasks(tasks: list[str], data_dir: Path, folder: Path) -> list[str]:
         elif task == "mmlu":
             by_split = _mmlu(data_dir)
             for subject in MMLU_CATEGORY:
-                files = {split: _write_jsonl(folder / f"mmlu_{subject}_{split}.jsonl", by_split[f"{subject}_{split}"])
-                         for split in ("test", "dev")}
+                files = {
+                    split: _write_jsonl(folder / f"mmlu_{subject}_{split}.jsonl", by_split[f"{subject}_{split}"])
+                    for split in ("test", "dev")
+                }
                 _task_yaml(folder, f"mmlu_{subject}", base / "mmlu" / "default" / f"mmlu_{subject}.yaml", files, "test")
-            group = {"group": f"{PREFIX}mmlu", "task": [f"{PREFIX}mmlu_{s}" for s in MMLU_CATEGORY],
-                     "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}]}
+            group = {
+                "group": f"{PREFIX}mmlu",
+                "task": [f"{PREFIX}mmlu_{s}" for s in MMLU_CATEGORY],
+                "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+            }
             (folder / f"{PREFIX}mmlu.yaml").write_text(json.dumps(group, indent=1), encoding="utf-8")
         else:  # gsm8k: the local file already has the hub's fields (question, answer)
-            _task_yaml(folder, task, base / "gsm8k" / "gsm8k-cot-llama.yaml",
-                       {"test": registry.local_file("gsm8k", data_dir)}, "test")
+            _task_yaml(
+                folder,
+                task,
+                base / "gsm8k" / "gsm8k-cot-llama.yaml",
+                {"test": registry.local_file("gsm8k", data_dir)},
+                "test",
+            )
         names.append(PREFIX + task)
     return names

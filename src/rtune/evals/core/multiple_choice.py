@@ -34,21 +34,32 @@ def mc_outcome(item: MCItem, scores: list[ChoiceScore]) -> tuple[int, int]:
 def _sample(name: str, doc_id: int, item: MCItem, request: ScoreRequest, scores: list[ChoiceScore], metrics) -> dict:
     pred, pred_norm = mc_outcome(item, scores)
     hits = {"acc": float(pred == item.gold), "acc_norm": float(pred_norm == item.gold)}
-    return {"task": name, "doc_id": doc_id, "id": item.id, "context": request.context,
-            "continuations": list(request.continuations), "target": item.gold, "logprobs": [s.logprob for s in scores],
-            "is_greedy": [s.is_greedy for s in scores], "n_tokens": [s.n_tokens for s in scores], "pred": pred,
-            "pred_norm": pred_norm, **{m: hits[m] for m in metrics}}
+    return {
+        "task": name,
+        "doc_id": doc_id,
+        "id": item.id,
+        "context": request.context,
+        "continuations": list(request.continuations),
+        "target": item.gold,
+        "logprobs": [s.logprob for s in scores],
+        "is_greedy": [s.is_greedy for s in scores],
+        "n_tokens": [s.n_tokens for s in scores],
+        "pred": pred,
+        "pred_norm": pred_norm,
+        **{m: hits[m] for m in metrics},
+    }
 
 
-def _score_unit(session: Session, name: str, task: MCTask, items: list[MCItem], requests: list[ScoreRequest],
-                key: str) -> list[dict]:
+def _score_unit(
+    session: Session, name: str, task: MCTask, items: list[MCItem], requests: list[ScoreRequest], key: str
+) -> list[dict]:
     """Per-item samples of one unit, resumed from and appended to its partial file."""
     log = ResumableLog(session.parts / f"{name}.partial.jsonl", key="doc_id")
     done = {row["doc_id"]: row for row in log.done().values() if row.pop("key", None) == key}
     session.progress.advance(len(done))
     todo = [doc_id for doc_id in range(len(items)) if doc_id not in done]
     for start in range(0, len(todo), SCORE_CHUNK):
-        chunk = todo[start: start + SCORE_CHUNK]
+        chunk = todo[start : start + SCORE_CHUNK]
         scores = session.scorer.score([requests[i] for i in chunk], progress=session.progress.advance)
         for doc_id, item_scores in zip(chunk, scores, strict=True):
             done[doc_id] = _sample(name, doc_id, items[doc_id], requests[doc_id], item_scores, task.metrics)

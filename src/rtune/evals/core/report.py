@@ -71,14 +71,27 @@ class CoreReport(BaseModel):
         def kind(name: str) -> str:
             return "group" if name in groups else "subtask" if name in members else "task"
 
-        results = {name: TaskScores(kind=kind(name), n=size(name), acc=_metric(entry, "acc"),
-                                    acc_norm=_metric(entry, "acc_norm"), exact_match=_metric(entry, "exact_match"),
-                                    exact_match_flexible=_metric(entry, "exact_match_flexible-extract"))
-                   for name, entry in document["results"].items()}
-        return cls(document=path, samples=samples_path(path), engine=config.get("engine", "builtin"),
-                   protocol=config.get("protocol"), chat_template=bool(config.get("chat_template")),
-                   seconds=document.get("total_evaluation_time_seconds"),
-                   n_shot=document.get("n-shot", {}), results=results)
+        results = {
+            name: TaskScores(
+                kind=kind(name),
+                n=size(name),
+                acc=_metric(entry, "acc"),
+                acc_norm=_metric(entry, "acc_norm"),
+                exact_match=_metric(entry, "exact_match"),
+                exact_match_flexible=_metric(entry, "exact_match_flexible-extract"),
+            )
+            for name, entry in document["results"].items()
+        }
+        return cls(
+            document=path,
+            samples=samples_path(path),
+            engine=config.get("engine", "builtin"),
+            protocol=config.get("protocol"),
+            chat_template=bool(config.get("chat_template")),
+            seconds=document.get("total_evaluation_time_seconds"),
+            n_shot=document.get("n-shot", {}),
+            results=results,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> CoreReport:

@@ -124,8 +124,17 @@ def arc_group(results: dict[str, dict], sizes: dict[str, int]) -> dict | None:
     """
     if not all(name in results and sizes.get(name) for name in ARC_MEMBERS):
         return None
-    members = [({key: (results[name][key], results[name].get(f"{key}_stderr")) for key in ("acc", "acc_norm")
-                 if isinstance(results[name].get(key), float)}, sizes[name]) for name in ARC_MEMBERS]
+    members = [
+        (
+            {
+                key: (results[name][key], results[name].get(f"{key}_stderr"))
+                for key in ("acc", "acc_norm")
+                if isinstance(results[name].get(key), float)
+            },
+            sizes[name],
+        )
+        for name in ARC_MEMBERS
+    ]
     metrics, _ = _group(members)
     return entry(ARC_GROUP, metrics)
 

@@ -45,8 +45,9 @@ class Session:
         self.parts = parts_dir(settings.out)
         self.model_path = prepare_model(settings.model)
         self.tokenizer = load_tokenizer(self.model_path)
-        self.style: PromptStyle = prompt_style(self.tokenizer, settings.chat_template, settings.protocol,
-                                               model_type(self.model_path) or self.model_path)
+        self.style: PromptStyle = prompt_style(
+            self.tokenizer, settings.chat_template, settings.protocol, model_type(self.model_path) or self.model_path
+        )
         self.fingerprint = model_fingerprint(self.model_path)
         self.device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self._scorer = None
@@ -61,8 +62,12 @@ class Session:
             from rtune.models import load_model
 
             model, _ = load_model(self.model_path, dtype=getattr(torch, self.settings.dtype))
-            self._scorer = ChoiceScorer(model.to(self.device), self.tokenizer, batch_size=self.settings.batch_size,
-                                        add_special_tokens=self.style.add_special_tokens)
+            self._scorer = ChoiceScorer(
+                model.to(self.device),
+                self.tokenizer,
+                batch_size=self.settings.batch_size,
+                add_special_tokens=self.style.add_special_tokens,
+            )
         return self._scorer
 
     def release_model(self) -> None:
@@ -81,16 +86,31 @@ class Session:
             from rtune.generation import GenerationCache, from_spec
 
             cache = GenerationCache(self.parts / "generation.sqlite")
-            self._generator = from_spec(self.model_path, cache=cache, batch_size=self.settings.batch_size,
-                                        device=self.device, bf16=self.settings.dtype == "bfloat16")
+            self._generator = from_spec(
+                self.model_path,
+                cache=cache,
+                batch_size=self.settings.batch_size,
+                device=self.device,
+                bf16=self.settings.dtype == "bfloat16",
+            )
         return self._generator
 
     def unit_key(self, name: str, n_shot: int, limit: int | None) -> str:
         s = self.settings
-        return stable_hash({"format": PARTS_FORMAT, "unit": name, "model": self.fingerprint, "chat": self.style.chat,
-                            "protocol": s.protocol,
-                            "template": self.tokenizer.chat_template if self.style.chat else None, "n_shot": n_shot,
-                            "limit": limit, "dtype": s.dtype, "data": str(self.data_dir)})
+        return stable_hash(
+            {
+                "format": PARTS_FORMAT,
+                "unit": name,
+                "model": self.fingerprint,
+                "chat": self.style.chat,
+                "protocol": s.protocol,
+                "template": self.tokenizer.chat_template if self.style.chat else None,
+                "n_shot": n_shot,
+                "limit": limit,
+                "dtype": s.dtype,
+                "data": str(self.data_dir),
+            }
+        )
 
     def load_part(self, name: str, key: str) -> UnitResult | None:
         path = self.parts / f"{name}.json"

@@ -78,6 +78,7 @@ def _gold(value, n_choices: int, where: str) -> int:
 
 # ---------------------------------------------------------------- ARC (easy, challenge)
 
+
 def arc_text(question: str) -> str:
     """lm-eval `arc_easy`/`arc_challenge`: "Question: {question}\\nAnswer:", choices = choices.text.
 
@@ -93,22 +94,35 @@ def _arc_loader(task: str) -> Callable[[Path | None], list[MCItem]]:
         if data_dir is None:
             for index, row in enumerate(_hub_rows(task)):
                 labels = list(row["choices"]["label"])
-                items.append(MCItem(f"{task}/{index}", arc_text(row["question"]), tuple(row["choices"]["text"]),
-                                    labels.index(row["answerKey"])))
+                items.append(
+                    MCItem(
+                        f"{task}/{index}",
+                        arc_text(row["question"]),
+                        tuple(row["choices"]["text"]),
+                        labels.index(row["answerKey"]),
+                    )
+                )
             return items
         path = registry.local_file(task, data_dir)
         for index, row in enumerate(read_jsonl(path)):
             where = f"{path}: row {index + 1}"
             _require(row, ("query", "choices", "gold"), where)
             question = row["query"].removeprefix("Question: ").removesuffix("\nAnswer:")
-            items.append(MCItem(f"{task}/{index}", arc_text(question), tuple(row["choices"]),
-                                _gold(row["gold"], len(row["choices"]), where)))
+            items.append(
+                MCItem(
+                    f"{task}/{index}",
+                    arc_text(question),
+                    tuple(row["choices"]),
+                    _gold(row["gold"], len(row["choices"]), where),
+                )
+            )
         return items
 
     return load
 
 
 # ---------------------------------------------------------------- OpenBookQA
+
 
 def _openbookqa(data_dir: Path | None) -> list[MCItem]:
     """lm-eval `openbookqa` (main, test): the bare question_stem, choices = choices.text.
@@ -119,19 +133,32 @@ def _openbookqa(data_dir: Path | None) -> list[MCItem]:
     if data_dir is None:
         for index, row in enumerate(_hub_rows("openbookqa")):
             labels = list(row["choices"]["label"])
-            items.append(MCItem(f"openbookqa/{index}", row["question_stem"], tuple(row["choices"]["text"]),
-                                labels.index(row["answerKey"].lstrip())))
+            items.append(
+                MCItem(
+                    f"openbookqa/{index}",
+                    row["question_stem"],
+                    tuple(row["choices"]["text"]),
+                    labels.index(row["answerKey"].lstrip()),
+                )
+            )
         return items
     path = registry.local_file("openbookqa", data_dir)
     for index, row in enumerate(read_jsonl(path)):
         where = f"{path}: row {index + 1}"
         _require(row, ("query", "choices", "gold"), where)
-        items.append(MCItem(f"openbookqa/{index}", row["query"], tuple(row["choices"]),
-                            _gold(row["gold"], len(row["choices"]), where)))
+        items.append(
+            MCItem(
+                f"openbookqa/{index}",
+                row["query"],
+                tuple(row["choices"]),
+                _gold(row["gold"], len(row["choices"]), where),
+            )
+        )
     return items
 
 
 # ---------------------------------------------------------------- PIQA
+
 
 def piqa_text(goal: str) -> str:
     """lm-eval `piqa` (validation): "Question: {goal}\\nAnswer:", choices = [sol1, sol2]."""
@@ -140,8 +167,10 @@ def piqa_text(goal: str) -> str:
 
 def _piqa(data_dir: Path | None) -> list[MCItem]:
     if data_dir is None:
-        return [MCItem(f"piqa/{index}", piqa_text(row["goal"]), (row["sol1"], row["sol2"]), int(row["label"]))
-                for index, row in enumerate(_hub_rows("piqa"))]
+        return [
+            MCItem(f"piqa/{index}", piqa_text(row["goal"]), (row["sol1"], row["sol2"]), int(row["label"]))
+            for index, row in enumerate(_hub_rows("piqa"))
+        ]
     path, labels_path = registry.local_files("piqa", data_dir)
     rows = read_jsonl(path)
     labels = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -151,12 +180,19 @@ def _piqa(data_dir: Path | None) -> list[MCItem]:
     for index, (row, label) in enumerate(zip(rows, labels, strict=True)):
         where = f"{path}: row {index + 1}"
         _require(row, ("goal", "sol1", "sol2"), where)
-        items.append(MCItem(f"piqa/{index}", piqa_text(row["goal"]), (row["sol1"], row["sol2"]),
-                            _gold(label, 2, f"{labels_path}:{index + 1}")))
+        items.append(
+            MCItem(
+                f"piqa/{index}",
+                piqa_text(row["goal"]),
+                (row["sol1"], row["sol2"]),
+                _gold(label, 2, f"{labels_path}:{index + 1}"),
+            )
+        )
     return items
 
 
 # ---------------------------------------------------------------- HellaSwag
+
 
 def hellaswag_preprocess(text: str) -> str:
     """lm-eval's clean-up of WikiHow artefacts: strip, " [title]" -> ". ", drop [bracketed] text, one double space."""
@@ -172,7 +208,7 @@ def hellaswag_split(ctx: str) -> tuple[str, str]:
     last sentence is taken for it, which only matters where that sentence holds capitals (52 of 10,042).
     """
     cut = max(ctx.rfind(". "), ctx.rfind("? "), ctx.rfind("! "))
-    return (ctx[:cut + 1], ctx[cut + 2:]) if cut >= 0 else ("", ctx)
+    return (ctx[: cut + 1], ctx[cut + 2 :]) if cut >= 0 else ("", ctx)
 
 
 def _capitalise_last_fragment(ctx: str) -> str:
@@ -201,16 +237,28 @@ def _hellaswag(data_dir: Path | None) -> list[MCItem]:
     if data_dir is None:
         for index, row in enumerate(_hub_rows("hellaswag")):
             ctx = f"{row['ctx_a']} {row['ctx_b'].capitalize()}"
-            items.append(MCItem(f"hellaswag/{index}", hellaswag_text(row["activity_label"], ctx),
-                                tuple(hellaswag_preprocess(e) for e in row["endings"]), int(row["label"])))
+            items.append(
+                MCItem(
+                    f"hellaswag/{index}",
+                    hellaswag_text(row["activity_label"], ctx),
+                    tuple(hellaswag_preprocess(e) for e in row["endings"]),
+                    int(row["label"]),
+                )
+            )
         return items
     path = registry.local_file("hellaswag", data_dir)
     for index, row in enumerate(read_jsonl(path)):
         where = f"{path}: row {index + 1}"
         _require(row, ("activity_label", "ctx", "endings", "label"), where)
         text = hellaswag_text(row["activity_label"], _capitalise_last_fragment(row["ctx"]))
-        items.append(MCItem(f"hellaswag/{index}", text, tuple(hellaswag_preprocess(e) for e in row["endings"]),
-                            _gold(row["label"], len(row["endings"]), where)))
+        items.append(
+            MCItem(
+                f"hellaswag/{index}",
+                text,
+                tuple(hellaswag_preprocess(e) for e in row["endings"]),
+                _gold(row["label"], len(row["endings"]), where),
+            )
+        )
     return items
 
 
@@ -220,22 +268,83 @@ MMLU_LETTERS = ("A", "B", "C", "D")
 
 # lm-eval's grouping of the 57 subjects (tasks/mmlu/default/mmlu_<subject>.yaml "group").
 MMLU_CATEGORY: dict[str, str] = {
-    **dict.fromkeys(("abstract_algebra", "anatomy", "astronomy", "college_biology", "college_chemistry",
-                     "college_computer_science", "college_mathematics", "college_physics", "computer_security",
-                     "conceptual_physics", "electrical_engineering", "elementary_mathematics", "high_school_biology",
-                     "high_school_chemistry", "high_school_computer_science", "high_school_mathematics",
-                     "high_school_physics", "high_school_statistics", "machine_learning"), "stem"),
-    **dict.fromkeys(("business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
-                     "management", "marketing", "medical_genetics", "miscellaneous", "nutrition",
-                     "professional_accounting", "professional_medicine", "virology"), "other"),
-    **dict.fromkeys(("econometrics", "high_school_geography", "high_school_government_and_politics",
-                     "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology",
-                     "human_sexuality", "professional_psychology", "public_relations", "security_studies",
-                     "sociology", "us_foreign_policy"), "social_sciences"),
-    **dict.fromkeys(("formal_logic", "high_school_european_history", "high_school_us_history",
-                     "high_school_world_history", "international_law", "jurisprudence", "logical_fallacies",
-                     "moral_disputes", "moral_scenarios", "philosophy", "prehistory", "professional_law",
-                     "world_religions"), "humanities"),
+    **dict.fromkeys(
+        (
+            "abstract_algebra",
+            "anatomy",
+            "astronomy",
+            "college_biology",
+            "college_chemistry",
+            "college_computer_science",
+            "college_mathematics",
+            "college_physics",
+            "computer_security",
+            "conceptual_physics",
+            "electrical_engineering",
+            "elementary_mathematics",
+            "high_school_biology",
+            "high_school_chemistry",
+            "high_school_computer_science",
+            "high_school_mathematics",
+            "high_school_physics",
+            "high_school_statistics",
+            "machine_learning",
+        ),
+        "stem",
+    ),
+    **dict.fromkeys(
+        (
+            "business_ethics",
+            "clinical_knowledge",
+            "college_medicine",
+            "global_facts",
+            "human_aging",
+            "management",
+            "marketing",
+            "medical_genetics",
+            "miscellaneous",
+            "nutrition",
+            "professional_accounting",
+            "professional_medicine",
+            "virology",
+        ),
+        "other",
+    ),
+    **dict.fromkeys(
+        (
+            "econometrics",
+            "high_school_geography",
+            "high_school_government_and_politics",
+            "high_school_macroeconomics",
+            "high_school_microeconomics",
+            "high_school_psychology",
+            "human_sexuality",
+            "professional_psychology",
+            "public_relations",
+            "security_studies",
+            "sociology",
+            "us_foreign_policy",
+        ),
+        "social_sciences",
+    ),
+    **dict.fromkeys(
+        (
+            "formal_logic",
+            "high_school_european_history",
+            "high_school_us_history",
+            "high_school_world_history",
+            "international_law",
+            "jurisprudence",
+            "logical_fallacies",
+            "moral_disputes",
+            "moral_scenarios",
+            "philosophy",
+            "prehistory",
+            "professional_law",
+            "world_religions",
+        ),
+        "humanities",
+    ),
 }
 
 
@@ -256,8 +365,9 @@ def mmlu_description(subject: str | None) -> str:
 def _mmlu_item(index: int, subject: str, question: str, choices: tuple[str, ...], answer, where: str) -> MCItem:
     if len(choices) != 4:
         raise RtuneError(f"{where}: expected 4 choices, got {len(choices)}")
-    return MCItem(f"mmlu_{subject}/{index}", mmlu_text(question, choices), MMLU_LETTERS, _gold(answer, 4, where),
-                  subject)
+    return MCItem(
+        f"mmlu_{subject}/{index}", mmlu_text(question, choices), MMLU_LETTERS, _gold(answer, 4, where), subject
+    )
 
 
 def _mmlu_split(split: str) -> Callable[[Path | None], list[MCItem]]:
@@ -270,9 +380,13 @@ def _mmlu_split(split: str) -> Callable[[Path | None], list[MCItem]]:
     def load(data_dir: Path | None) -> list[MCItem]:
         if data_dir is None:
             dataset_id = registry.hub_source("mmlu").id
-            return [_mmlu_item(i, subject, r["question"], tuple(r["choices"]), r["answer"],
-                               f"{dataset_id} {subject} row {i}")
-                    for subject in MMLU_CATEGORY for i, r in enumerate(load_rows(dataset_id, subject, split))]
+            return [
+                _mmlu_item(
+                    i, subject, r["question"], tuple(r["choices"]), r["answer"], f"{dataset_id} {subject} row {i}"
+                )
+                for subject in MMLU_CATEGORY
+                for i, r in enumerate(load_rows(dataset_id, subject, split))
+            ]
         files = {path.name: path for path in registry.local_files("mmlu", data_dir)}
         items: list[MCItem] = []
         for subject in MMLU_CATEGORY:
@@ -290,6 +404,7 @@ def _mmlu_split(split: str) -> Callable[[Path | None], list[MCItem]]:
 
 
 # ---------------------------------------------------------------- GSM8K
+
 
 def gsm8k_target(answer: str) -> str:
     """lm-eval's doc_to_target: the text after the last '####', stripped."""
@@ -313,8 +428,14 @@ def load_gsm8k(data_dir: Path | None) -> list[GSMItem]:
 # ---------------------------------------------------------------- registry
 
 MC_TASKS: dict[str, MCTask] = {
-    "mmlu": MCTask("mmlu", _mmlu_split("test"), metrics=("acc",), version="1.0", load_fewshot=_mmlu_split("dev"),
-                   description=mmlu_description),
+    "mmlu": MCTask(
+        "mmlu",
+        _mmlu_split("test"),
+        metrics=("acc",),
+        version="1.0",
+        load_fewshot=_mmlu_split("dev"),
+        description=mmlu_description,
+    ),
     "arc_easy": MCTask("arc_easy", _arc_loader("arc_easy")),
     "arc_challenge": MCTask("arc_challenge", _arc_loader("arc_challenge")),
     "hellaswag": MCTask("hellaswag", _hellaswag),
@@ -335,6 +456,7 @@ def parse_tasks(spec: str) -> list[str]:
         return list(ALL_TASKS)
     unknown = [name for name in names if name not in ALL_TASKS]
     if unknown or not names:
-        raise RtuneError(f"unknown task(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(ALL_TASKS)} or 'all'")
+        raise RtuneError(
+            f"unknown task(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_TASKS)} or 'all'"
+        )
     return list(dict.fromkeys(names))

@@ -19,5 +19,18 @@ from rtune.evals.safety.outputs import match_outputs, output_rows
 from rtune.evals.safety.rates import Rate, SafetySummary, SetSummary, summarise
 from rtune.evals.safety.sets import SET_TITLES, SETS, SafetyItem, load_items, parse_sets
 
-__all__ = ["SETS", "SET_TITLES", "Rate", "SafetyItem", "SafetyRun", "SafetySummary", "SetSummary", "load_items",
-           "match_outputs", "output_rows", "parse_sets", "run", "summarise"]
+__all__ = [
+    "SETS",
+    "SET_TITLES",
+    "Rate",
+    "SafetyItem",
+    "SafetyRun",
+    "SafetySummary",
+    "SetSummary",
+    "load_items",
+    "match_outputs",
+    "output_rows",
+    "parse_sets",
+    "run",
+    "summarise",
+]

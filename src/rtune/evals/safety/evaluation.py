@@ -36,23 +36,33 @@ class SafetyRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     out: Path = Field(description="Run directory: per-item results, summary.json, report.md (rerun to resume).")
-    model: str | None = Field(None, description="Model spec to generate with (hf:..., vllm:..., openai:...@URL, "
-                                                "or a bare model).")
-    outputs: Path | None = Field(None, description="Score an existing JSON list of {instruction, output[, set][, id]} "
-                                                   "instead of generating.")
+    model: str | None = Field(
+        None, description="Model spec to generate with (hf:..., vllm:..., openai:...@URL, or a bare model)."
+    )
+    outputs: Path | None = Field(
+        None, description="Score an existing JSON list of {instruction, output[, set][, id]} instead of generating."
+    )
     # The default is the CLI's text; validation turns it (or any comma-separated text) into set names.
     sets: tuple[str, ...] = Field(",".join(SETS), validate_default=True, description="Comma-separated sets.")
     judge: str = Field("keyword", description="keyword, or a judge model spec for the LLM judge.")
     limit: int | None = Field(None, ge=1, description="At most N prompts per set (seeded, spread over subsets).")
-    limits: dict[str, int] = Field({}, description="Per-set limits replacing `limit` for those sets (e.g. {xstest: 450}).")
+    limits: dict[str, int] = Field(
+        {}, description="Per-set limits replacing `limit` for those sets (e.g. {xstest: 450})."
+    )
     seed: int = Field(0, description="Seed for --limit sampling and the bootstrap.")
     max_new_tokens: int = Field(2048, ge=1, description="Answer length cap (the paper: 2,048).")
-    prompt: str = Field("chat", description="chat: the model's chat template (Tulu's when it has none); tulu: the paper's raw "
-                                            "Tulu prompt; plain: the prompt alone; or a URIAL mode or prompt file.")
+    prompt: str = Field(
+        "chat",
+        description="chat: the model's chat template (Tulu's when it has none); tulu: the paper's raw "
+        "Tulu prompt; plain: the prompt alone; or a URIAL mode or prompt file.",
+    )
     judge_max_new_tokens: int = Field(2048, ge=1, description="Length cap of the LLM judge's answer.")
     judge_retries: int = Field(2, ge=0, description="Re-asks when the LLM judge gives no label (the paper: 0).")
-    judge_prompt: Path | None = Field(None, description="Prompt file for the LLM judge in the RT paper's syntax "
-                                                        "({prompt}, {model_output}); default: rtune's own prompt.")
+    judge_prompt: Path | None = Field(
+        None,
+        description="Prompt file for the LLM judge in the RT paper's syntax "
+        "({prompt}, {model_output}); default: rtune's own prompt.",
+    )
     data_dir: Path | None = Field(None, description="Local benchmark copies (default: $RTUNE_DATA_DIR, else the hub).")
     cache: Path | None = Field(None, description="Generation cache file (default: OUT/cache.sqlite).")
     batch_size: int | None = Field(None, ge=1, description="Batch size for in-process models.")
@@ -98,14 +108,17 @@ def _check_manifest(path: Path, manifest: dict) -> None:
         previous = read_json(path)
         changed = sorted(key for key in set(previous) | set(manifest) if previous.get(key) != manifest.get(key))
         if changed:
-            raise RtuneError(f"{path.parent} holds a run made with other settings (differing: {', '.join(changed)}); "
-                             "use another --out directory")
+            raise RtuneError(
+                f"{path.parent} holds a run made with other settings (differing: {', '.join(changed)}); "
+                "use another --out directory"
+            )
     else:
         atomic_write_json(path, manifest)
 
 
-def run(settings: SafetyRun, progress: Progress = SILENT,
-        say: Callable[[str], None] = lambda message: None) -> SafetySummary:
+def run(
+    settings: SafetyRun, progress: Progress = SILENT, say: Callable[[str], None] = lambda message: None
+) -> SafetySummary:
     """Generate (or read) answers, judge them, and write the run directory; returns what summary.json holds.
 
     Model and LLM-judge calls go through the persistent generation cache (`cache`, default
@@ -119,8 +132,14 @@ def run(settings: SafetyRun, progress: Progress = SILENT,
     say(f"{len(items)} prompts: " + ", ".join(f"{key} {n}" for key, n in counts.items()))
     needs_cache = s.model is not None or s.judge != "keyword"
     cache = GenerationCache(s.cache or out / "cache.sqlite") if needs_cache else None
-    judge = make_refusal_judge(s.judge, s.judge_max_new_tokens, s.judge_retries, cache=cache,
-                               prompt_file=s.judge_prompt, batch_size=s.batch_size)
+    judge = make_refusal_judge(
+        s.judge,
+        s.judge_max_new_tokens,
+        s.judge_retries,
+        cache=cache,
+        prompt_file=s.judge_prompt,
+        batch_size=s.batch_size,
+    )
     manifest = {**s.identity(), "judge_name": judge.name}
     if s.outputs:
         outputs = match_outputs(items, s.outputs)
@@ -128,8 +147,15 @@ def run(settings: SafetyRun, progress: Progress = SILENT,
     else:
         generator = from_spec(s.model, cache=cache, batch_size=s.batch_size)
         _check_manifest(out / "run.json", {**manifest, "generator": generator.fingerprint})
-        outputs = generate_answers(items, generator, out / "generations.jsonl", parse_format(s.prompt),
-                                   DecodingParams(max_new_tokens=s.max_new_tokens), progress, say)
+        outputs = generate_answers(
+            items,
+            generator,
+            out / "generations.jsonl",
+            parse_format(s.prompt),
+            DecodingParams(max_new_tokens=s.max_new_tokens),
+            progress,
+            say,
+        )
         del generator  # free the model before a local judge loads its own
         atomic_write_json(out / "outputs.json", output_rows(items, outputs, s.model))
     rows = judge_outputs(items, outputs, judge, out / "results.jsonl", progress)

@@ -23,8 +23,17 @@ def _set_key(name: str) -> str:
 
 def output_rows(items: list[SafetyItem], outputs: dict[str, str], generator: str) -> list[dict]:
     """The outputs-file rows for `items`: what `match_outputs` reads back by id."""
-    return [{"id": item.id, "instruction": item.prompt, "output": outputs[item.id], "generator": generator,
-             "dataset": item.set, "subset": item.subset} for item in items]
+    return [
+        {
+            "id": item.id,
+            "instruction": item.prompt,
+            "output": outputs[item.id],
+            "generator": generator,
+            "dataset": item.set,
+            "subset": item.subset,
+        }
+        for item in items
+    ]
 
 
 def match_outputs(items: list[SafetyItem], path: str | Path) -> dict[str, str]:
@@ -57,14 +66,22 @@ def match_outputs(items: list[SafetyItem], path: str | Path) -> dict[str, str]:
         else:
             outputs[item.id] = found
     if missing:
-        raise RtuneError(f"{path}: no output for {len(missing)} of {len(items)} prompts (first: {missing[0].id}); "
-                         "choose the sets the file covers with --sets")
+        raise RtuneError(
+            f"{path}: no output for {len(missing)} of {len(items)} prompts (first: {missing[0].id}); "
+            "choose the sets the file covers with --sets"
+        )
     return outputs
 
 
-def generate_answers(items: list[SafetyItem], generator: Generator, log: Path, prompt: PromptFormat,
-                     params: DecodingParams, progress: Progress = SILENT,
-                     say: Callable[[str], None] = lambda message: None) -> dict[str, str]:
+def generate_answers(
+    items: list[SafetyItem],
+    generator: Generator,
+    log: Path,
+    prompt: PromptFormat,
+    params: DecodingParams,
+    progress: Progress = SILENT,
+    say: Callable[[str], None] = lambda message: None,
+) -> dict[str, str]:
     """Answers for every item, appended to `log` as each one finishes; items already in `log` are not asked again."""
     answers = ResumableLog(log, key="id")
     done = {key: row["output"] for key, row in answers.done().items()}

@@ -73,28 +73,41 @@ def summarise(rows: list[dict], seed: int, settings: dict) -> SafetySummary:
             draws = bootstrap_draws(values, BOOTSTRAP_SAMPLES, rng=rng)
             low, high = percentile_interval(draws)
             labels = [row["label"] for row in subset_rows]
-            rate = Rate(n=len(values), refusals=labels.count("refusal"), compliances=labels.count("compliance"),
-                        unclassified=labels.count("unclassified"), rate=sum(values) / len(values),
-                        ci_low=low, ci_high=high)
+            rate = Rate(
+                n=len(values),
+                refusals=labels.count("refusal"),
+                compliances=labels.count("compliance"),
+                unclassified=labels.count("unclassified"),
+                rate=sum(values) / len(values),
+                ci_low=low,
+                ci_high=high,
+            )
             if harmful:
                 subsets[subset] = rate
                 harmful_draws.append(draws)
             else:
                 false_refusal = rate
         if not harmful_draws:
-            sets[name] = SetSummary(name=name, refusal_rate=None, ci_low=None, ci_high=None, subsets=subsets,
-                                    false_refusal=false_refusal)
+            sets[name] = SetSummary(
+                name=name, refusal_rate=None, ci_low=None, ci_high=None, subsets=subsets, false_refusal=false_refusal
+            )
             continue
         set_draws = np.mean(harmful_draws, axis=0)
         low, high = percentile_interval(set_draws)
         headline = sum(rate.rate for rate in subsets.values()) / len(subsets)
-        sets[name] = SetSummary(name=name, refusal_rate=headline, ci_low=low, ci_high=high, subsets=subsets,
-                                false_refusal=false_refusal)
+        sets[name] = SetSummary(
+            name=name, refusal_rate=headline, ci_low=low, ci_high=high, subsets=subsets, false_refusal=false_refusal
+        )
         headline_draws.append(set_draws)
     headlines = [s.refusal_rate for s in sets.values() if s.refusal_rate is not None]
     average = sum(headlines) / len(headlines) if headlines else None
     average_ci = percentile_interval(np.mean(headline_draws, axis=0)) if headline_draws else None
-    return SafetySummary(sets=sets, average_refusal_rate=average, average_ci=average_ci,
-                         average_over=[name for name, s in sets.items() if s.refusal_rate is not None],
-                         unclassified=sum(row["label"] == "unclassified" for row in rows), items=len(rows),
-                         settings=settings)
+    return SafetySummary(
+        sets=sets,
+        average_refusal_rate=average,
+        average_ci=average_ci,
+        average_over=[name for name, s in sets.items() if s.refusal_rate is not None],
+        unclassified=sum(row["label"] == "unclassified" for row in rows),
+        items=len(rows),
+        settings=settings,
+    )

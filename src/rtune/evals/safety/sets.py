@@ -19,8 +19,12 @@ from rtune.errors import RtuneError
 from rtune.io import read_rows
 
 SETS: tuple[str, ...] = ("advbench", "harmbench", "malicious_instruct", "xstest")
-SET_TITLES = {"advbench": "AdvBench", "harmbench": "HarmBench", "malicious_instruct": "MaliciousInstruct",
-              "xstest": "XSTest"}
+SET_TITLES = {
+    "advbench": "AdvBench",
+    "harmbench": "HarmBench",
+    "malicious_instruct": "MaliciousInstruct",
+    "xstest": "XSTest",
+}
 HARMBENCH_SUBSETS = ("standard", "contextual")  # copyright behaviours are not refusal tests
 
 
@@ -48,8 +52,10 @@ def _strip_quotes(text: str) -> str:
 
 def load_advbench(data_dir: Path | None) -> list[SafetyItem]:
     field = "goal" if data_dir else "prompt"
-    return [SafetyItem(id=f"advbench-{i}", set="advbench", subset="harmful", prompt=_strip_quotes(row[field]),
-                       harmful=True) for i, row in enumerate(_rows("advbench", data_dir))]
+    return [
+        SafetyItem(id=f"advbench-{i}", set="advbench", subset="harmful", prompt=_strip_quotes(row[field]), harmful=True)
+        for i, row in enumerate(_rows("advbench", data_dir))
+    ]
 
 
 def harmbench_prompt(behavior: str, context: str | None) -> str:
@@ -60,18 +66,35 @@ def harmbench_prompt(behavior: str, context: str | None) -> str:
 def load_harmbench(data_dir: Path | None) -> list[SafetyItem]:
     """Standard (200) and contextual (100) behaviours: one CSV locally, one hub config per subset."""
     if data_dir:
-        behaviours = [(row["FunctionalCategory"], row["Behavior"], row.get("ContextString") or None,
-                       row.get("SemanticCategory", "")) for row in _rows("harmbench", data_dir)]
+        behaviours = [
+            (
+                row["FunctionalCategory"],
+                row["Behavior"],
+                row.get("ContextString") or None,
+                row.get("SemanticCategory", ""),
+            )
+            for row in _rows("harmbench", data_dir)
+        ]
     else:
-        behaviours = [(subset, row["prompt"], row.get("context") or None, row.get("category", ""))
-                      for subset in HARMBENCH_SUBSETS for row in _rows("harmbench", None, subset)]
+        behaviours = [
+            (subset, row["prompt"], row.get("context") or None, row.get("category", ""))
+            for subset in HARMBENCH_SUBSETS
+            for row in _rows("harmbench", None, subset)
+        ]
     items, counters = [], defaultdict(int)
     for subset, behavior, context, category in behaviours:
         if subset not in HARMBENCH_SUBSETS:
             continue
-        items.append(SafetyItem(id=f"harmbench-{subset}-{counters[subset]}", set="harmbench", subset=subset,
-                                prompt=harmbench_prompt(behavior, context if subset == "contextual" else None),
-                                harmful=True, category=category))
+        items.append(
+            SafetyItem(
+                id=f"harmbench-{subset}-{counters[subset]}",
+                set="harmbench",
+                subset=subset,
+                prompt=harmbench_prompt(behavior, context if subset == "contextual" else None),
+                harmful=True,
+                category=category,
+            )
+        )
         counters[subset] += 1
     return items
 
@@ -82,8 +105,10 @@ def load_malicious_instruct(data_dir: Path | None) -> list[SafetyItem]:
         prompts = [line.strip() for line in text.splitlines() if line.strip()]
     else:
         prompts = [row["prompt"] for row in _rows("malicious_instruct", None)]
-    return [SafetyItem(id=f"malicious_instruct-{i}", set="malicious_instruct", subset="harmful", prompt=p, harmful=True)
-            for i, p in enumerate(prompts)]
+    return [
+        SafetyItem(id=f"malicious_instruct-{i}", set="malicious_instruct", subset="harmful", prompt=p, harmful=True)
+        for i, p in enumerate(prompts)
+    ]
 
 
 def load_xstest(data_dir: Path | None) -> list[SafetyItem]:
@@ -93,14 +118,24 @@ def load_xstest(data_dir: Path | None) -> list[SafetyItem]:
         label = str(row["label"]).strip().lower()
         if label not in ("safe", "unsafe"):
             raise RtuneError(f"XSTest row {i + 1}: label must be safe or unsafe, got '{row['label']}'")
-        items.append(SafetyItem(id=f"xstest-{i}", set="xstest", subset=label, prompt=row["prompt"],
-                                harmful=label == "unsafe", category=str(row.get("type", ""))))
+        items.append(
+            SafetyItem(
+                id=f"xstest-{i}",
+                set="xstest",
+                subset=label,
+                prompt=row["prompt"],
+                harmful=label == "unsafe",
+                category=str(row.get("type", "")),
+            )
+        )
     return items
 
 
 LOADERS: dict[str, Callable[[Path | None], list[SafetyItem]]] = {
-    "advbench": load_advbench, "harmbench": load_harmbench,
-    "malicious_instruct": load_malicious_instruct, "xstest": load_xstest,
+    "advbench": load_advbench,
+    "harmbench": load_harmbench,
+    "malicious_instruct": load_malicious_instruct,
+    "xstest": load_xstest,
 }
 
 
@@ -133,8 +168,15 @@ def sample_items(items: list[SafetyItem], limit: int | None, seed: int) -> list[
     return [item for item in items if item.id in kept]
 
 
-def load_items(sets: tuple[str, ...], data_dir: str | Path | None, limit: int | None, seed: int,
-               limits: dict[str, int] | None = None) -> list[SafetyItem]:
+def load_items(
+    sets: tuple[str, ...],
+    data_dir: str | Path | None,
+    limit: int | None,
+    seed: int,
+    limits: dict[str, int] | None = None,
+) -> list[SafetyItem]:
     """The prompts of `sets`, at most `limit` per set (`limits` per set name overrides it); same seed, same sample."""
     resolved = registry.resolve_data_dir(data_dir)
-    return [item for name in sets for item in sample_items(LOADERS[name](resolved), (limits or {}).get(name, limit), seed)]
+    return [
+        item for name in sets for item in sample_items(LOADERS[name](resolved), (limits or {}).get(name, limit), seed)
+    ]

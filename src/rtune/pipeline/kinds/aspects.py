@@ -27,9 +27,13 @@ def plan(builder, spec: AspectsSpec) -> None:
     settings = {"judge": spec.judge, "limit": spec.limit}
     if spec.system_prompt is not None:
         settings["system_prompt"] = spec.system_prompt
-    texts = {name: load_prompt_file(experiment.prompt_file(getattr(spec, name)), "template", FIELDS,
-                                    f"evals.aspects.{name}").text
-             for name in TEMPLATES if getattr(spec, name) is not None}
+    texts = {
+        name: load_prompt_file(
+            experiment.prompt_file(getattr(spec, name)), "template", FIELDS, f"evals.aspects.{name}"
+        ).text
+        for name in TEMPLATES
+        if getattr(spec, name) is not None
+    }
     inputs = {"settings": settings, **({"templates": texts} if texts else {})}
     for cell in builder.chosen(spec):
         answers = builder.generation(cell, spec.instructions)
@@ -45,8 +49,9 @@ def run(ctx: Context) -> AspectsSummary:
     for name, text in ctx.stage.inputs.get("templates", {}).items():
         templates[name] = ctx.work / f"{name}.txt"
         atomic_write_text(templates[name], text)
-    settings = AspectsSettings(outputs=ctx.dirs[ctx.stage.deps[0]] / "outputs.json", out=ctx.work, **ctx.settings,
-                               **templates)
+    settings = AspectsSettings(
+        outputs=ctx.dirs[ctx.stage.deps[0]] / "outputs.json", out=ctx.work, **ctx.settings, **templates
+    )
     with Bar(ctx.console) as bar:
         return AspectsSummary.model_validate(judge(settings, bar).summary_json())
 
@@ -56,15 +61,20 @@ def section(stages: list) -> Section | None:
     names = [a for a in ASPECT_ORDER if any(g is not None and g.aspects and a in g.aspects for g in groups)]
     if not names:
         return None
-    table = Section("Aspect scores (1–5)", "Mean judge score per aspect with bootstrap 95% CIs; overall = mean of the five aspects.",
-                    ["Cell", *names, "Overall"])
+    table = Section(
+        "Aspect scores (1–5)",
+        "Mean judge score per aspect with bootstrap 95% CIs; overall = mean of the five aspects.",
+        ["Cell", *names, "Overall"],
+    )
     series: dict[str, list] = {name: [] for name in names}
-    for stage, group in zip(stages, groups):
+    for stage, group in zip(stages, groups, strict=False):
         cells = []
         for name in names:
             stat = (group.aspects or {}).get(name) if group else None
             cells.append(ci_text(stat.mean, *stat.ci95, digits=2) if stat else "–")
-            series[name].append((stat.mean, *stat.ci95) if stat and stat.ci95[0] is not None else ((stat.mean if stat else 0.0),) * 3)
+            series[name].append(
+                (stat.mean, *stat.ci95) if stat and stat.ci95[0] is not None else ((stat.mean if stat else 0.0),) * 3
+            )
         overall = group.overall if group else None
         table.rows.append([stage.cell, *cells, ci_text(overall.mean, *overall.ci95, digits=2) if overall else "–"])
     table.figures.append(("Aspect scores", bars([s.cell for s in stages], series, "score (1–5)")))

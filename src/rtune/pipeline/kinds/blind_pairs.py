@@ -34,8 +34,16 @@ class BlindPairsResult(BaseModel):
 def plan(builder, spec: BlindPairsSpec) -> None:
     for cell, reference in pairs(builder, spec):
         own, theirs = builder.generation(cell, spec.instructions), builder.generation(reference, spec.instructions)
-        builder.add(Stage(f"{cell.name}/blind_pairs", "blind_pairs", cell,
-                          {"settings": {"limit": spec.limit, "seed": spec.seed, "reference": reference.name}}, run, (own, theirs)))
+        builder.add(
+            Stage(
+                f"{cell.name}/blind_pairs",
+                "blind_pairs",
+                cell,
+                {"settings": {"limit": spec.limit, "seed": spec.seed, "reference": reference.name}},
+                run,
+                (own, theirs),
+            )
+        )
 
 
 def run(ctx: Context) -> BlindPairsResult:
@@ -51,16 +59,25 @@ def run(ctx: Context) -> BlindPairsResult:
 def section(stages: list) -> Section:
     from rtune.annotate.export import human_winrate
 
-    table = Section("Human judgments", "Blind pairs for people to judge (`rtune annotate --pairs FILE --out RUN/human/CELL`) "
-                    "and, once judged, the human win rate in % against the reference with its bootstrap 95% CI.",
-                    ["Cell", "Reference", "Pairs", "Human win rate", "Judged"])
+    table = Section(
+        "Human judgments",
+        "Blind pairs for people to judge (`rtune annotate --pairs FILE --out RUN/human/CELL`) "
+        "and, once judged, the human win rate in % against the reference with its bootstrap 95% CI.",
+        ["Cell", "Reference", "Pairs", "Human win rate", "Judged"],
+    )
     for stage in stages:
         run_dir = stage.folder.parents[len(Path(stage.key).parts)]  # RUN/stages/<key> -> RUN
         judged = run_dir / HUMAN_DIR / stage.cell
         report = human_winrate(judged) if judged.is_dir() else None
-        table.rows.append([stage.cell, stage.result.reference, str(stage.result.n),
-                           ci_text(report.win_rate, report.ci_low, report.ci_high, 1) if report else "not judged yet",
-                           str(report.n) if report else "0"])
+        table.rows.append(
+            [
+                stage.cell,
+                stage.result.reference,
+                str(stage.result.n),
+                ci_text(report.win_rate, report.ci_low, report.ci_high, 1) if report else "not judged yet",
+                str(report.n) if report else "0",
+            ]
+        )
     return table
 
 

@@ -31,9 +31,20 @@ class CoreSpec(Selection):
 def plan(builder, spec: CoreSpec) -> None:
     content = {task: builder.content(task) for task in spec.tasks}
     for cell in builder.chosen(spec):
-        builder.add(Stage(f"{cell.name}/core", "core", cell,
-                          {"model": builder.source(cell), "settings": spec.model_dump(exclude={"methods", "cells"}),
-                           "content": content}, run, builder.model_deps(cell)))
+        builder.add(
+            Stage(
+                f"{cell.name}/core",
+                "core",
+                cell,
+                {
+                    "model": builder.source(cell),
+                    "settings": spec.model_dump(exclude={"methods", "cells"}),
+                    "content": content,
+                },
+                run,
+                builder.model_deps(cell),
+            )
+        )
 
 
 def run(ctx: Context) -> CoreReport:
@@ -41,9 +52,16 @@ def run(ctx: Context) -> CoreReport:
     from rtune.progress import Bar
 
     s = ctx.settings
-    settings = CoreEvalSettings(model=model_dir(ctx), out=ctx.work / "core.json", tasks=tuple(s["tasks"]),
-                                limit=s["limit"], limits=s["limits"], num_fewshot=s["num_fewshot"],
-                                protocol=s["protocol"], data_dir=ctx.env.data_root())
+    settings = CoreEvalSettings(
+        model=model_dir(ctx),
+        out=ctx.work / "core.json",
+        tasks=tuple(s["tasks"]),
+        limit=s["limit"],
+        limits=s["limits"],
+        num_fewshot=s["num_fewshot"],
+        protocol=s["protocol"],
+        data_dir=ctx.env.data_root(),
+    )
     with Bar(ctx.console) as bar:
         report = evaluate(settings, bar)
     return report.model_copy(update={"document": Path(report.document.name), "samples": Path(report.samples.name)})
@@ -59,9 +77,13 @@ def _headline(scores) -> tuple[object, str] | None:
 
 def section(stages: list) -> Section:
     tasks = list(dict.fromkeys(name for stage in stages for name in stage.result.headline))
-    table = Section("Core capabilities", "Accuracy per task as the paper reports it (lm-eval's acc, acc_norm beside "
-                    "it; GSM8K strict exact match; ai2_arc: ARC-Easy and ARC-Challenge as one set), "
-                    "± 1.96 standard errors.", ["Cell", *tasks])
+    table = Section(
+        "Core capabilities",
+        "Accuracy per task as the paper reports it (lm-eval's acc, acc_norm beside "
+        "it; GSM8K strict exact match; ai2_arc: ARC-Easy and ARC-Challenge as one set), "
+        "± 1.96 standard errors.",
+        ["Cell", *tasks],
+    )
     series: dict[str, list] = {task: [] for task in tasks}
     for stage in stages:
         row = [stage.cell]

@@ -39,13 +39,27 @@ def _add(builder, dataset: str, safety: int, records_from: str | None = None) ->
     """A data stage: records built from the source, or read from `records_from`; then `safety` refusals mixed in."""
     experiment = builder.experiment
     entry = experiment.datasets[dataset]
-    settings = DataSettings(source=entry.source, max_examples=entry.max_examples, seed=entry.seed, safety=safety,
-                            safety_source=experiment.safety_source)
-    return builder.add(Stage(
-        f"data/{dataset}" + ("+refined" if records_from else "") + (f"+safety{safety}" if safety else ""), "data", None,
-        {"settings": settings.model_dump(), "content": builder.content(entry.source),
-         "safety_content": builder.content(experiment.safety_source) if safety else None}, run,
-        (records_from,) if records_from else ()))
+    settings = DataSettings(
+        source=entry.source,
+        max_examples=entry.max_examples,
+        seed=entry.seed,
+        safety=safety,
+        safety_source=experiment.safety_source,
+    )
+    return builder.add(
+        Stage(
+            f"data/{dataset}" + ("+refined" if records_from else "") + (f"+safety{safety}" if safety else ""),
+            "data",
+            None,
+            {
+                "settings": settings.model_dump(),
+                "content": builder.content(entry.source),
+                "safety_content": builder.content(experiment.safety_source) if safety else None,
+            },
+            run,
+            (records_from,) if records_from else (),
+        )
+    )
 
 
 def run(ctx: Context) -> DataResult:
@@ -63,8 +77,14 @@ def run(ctx: Context) -> DataResult:
     added = 0
     if s.safety:
         refusals = build_records(str(experiment.file(s.safety_source) or s.safety_source), root)
-        mix = mix_records(records, keep_nonempty(refusals.records, strict=False, where=s.safety_source).records,
-                          s.safety, "keyword", s.seed, s.safety_source)
+        mix = mix_records(
+            records,
+            keep_nonempty(refusals.records, strict=False, where=s.safety_source).records,
+            s.safety,
+            "keyword",
+            s.seed,
+            s.safety_source,
+        )
         records, added = mix.records, mix.safety_added
     write_records(ctx.work / "records.jsonl", records)
     return DataResult(records=len(records), safety_added=added, note=note)

@@ -45,7 +45,11 @@ def prompt_for(experiment, method: str) -> str:
 
 def widest_limit(experiment, instructions: str) -> int | None:
     """One generation per instruction set serves every evaluation reading it: the largest limit asked for."""
-    limits = [spec.limit for spec in experiment.evals.values() if isinstance(spec, InstructionSet) and spec.instructions == instructions]
+    limits = [
+        spec.limit
+        for spec in experiment.evals.values()
+        if isinstance(spec, InstructionSet) and spec.instructions == instructions
+    ]
     return None if not limits or any(limit is None for limit in limits) else max(limits)
 
 
@@ -58,11 +62,30 @@ def add_stage(builder, cell, instructions: str) -> str:
 
     experiment, g = builder.experiment, builder.experiment.generation
     prompt = prompt_for(experiment, cell.method)
-    settings = {"method": cell.method, "instructions": instructions, "limit": widest_limit(experiment, instructions),
-                "backend": g.backend, "max_new_tokens": g.max_new_tokens, "precision": g.precision, "prompt": prompt}
-    return builder.add(Stage(key(cell, instructions), "generate", cell,
-                             {"model": builder.source(cell), "settings": settings, "prompting": parse_format(prompt).identity(),
-                              "content": builder.content(instructions)}, run, builder.model_deps(cell)))
+    settings = {
+        "method": cell.method,
+        "instructions": instructions,
+        "limit": widest_limit(experiment, instructions),
+        "backend": g.backend,
+        "max_new_tokens": g.max_new_tokens,
+        "precision": g.precision,
+        "prompt": prompt,
+    }
+    return builder.add(
+        Stage(
+            key(cell, instructions),
+            "generate",
+            cell,
+            {
+                "model": builder.source(cell),
+                "settings": settings,
+                "prompting": parse_format(prompt).identity(),
+                "content": builder.content(instructions),
+            },
+            run,
+            builder.model_deps(cell),
+        )
+    )
 
 
 def run(ctx: Context) -> GenerateStageResult:
@@ -71,10 +94,19 @@ def run(ctx: Context) -> GenerateStageResult:
 
     s, experiment = ctx.settings, ctx.env
     settings = GenerateSettings(
-        model=model_dir(ctx), input=str(experiment.file(s["instructions"]) or s["instructions"]), out=ctx.work / "outputs.json",
-        prompt=s["prompt"], backend=s["backend"], batch_size=experiment.generation.batch_size, max_new_tokens=s["max_new_tokens"],
+        model=model_dir(ctx),
+        input=str(experiment.file(s["instructions"]) or s["instructions"]),
+        out=ctx.work / "outputs.json",
+        prompt=s["prompt"],
+        backend=s["backend"],
+        batch_size=experiment.generation.batch_size,
+        max_new_tokens=s["max_new_tokens"],
         precision=s["precision"],
-        limit=s["limit"], data_dir=experiment.data_root(), cache=cell_cache(ctx), name=ctx.stage.cell.name)
+        limit=s["limit"],
+        data_dir=experiment.data_root(),
+        cache=cell_cache(ctx),
+        name=ctx.stage.cell.name,
+    )
     with Bar(ctx.console) as bar:
         report = generate_outputs(settings, bar)
     return GenerateStageResult(n=report.n, hit_token_limit=report.hit_token_limit)
@@ -91,18 +123,30 @@ def _clip(text: str) -> str:
 
 def _quoted(text: str) -> str:
     """A Markdown block quote that shows the text as written (no Markdown or HTML of its own)."""
-    return "\n".join("> " + html.escape(line).replace("`", "&#96;").replace("*", "&#42;").replace("_", "&#95;")
-                     .replace("#", "&#35;").replace("[", "&#91;") or ">" for line in _clip(text).splitlines() or [""])
+    return "\n".join(
+        "> "
+        + html.escape(line)
+        .replace("`", "&#96;")
+        .replace("*", "&#42;")
+        .replace("_", "&#95;")
+        .replace("#", "&#35;")
+        .replace("[", "&#91;")
+        or ">"
+        for line in _clip(text).splitlines() or [""]
+    )
 
 
 def section(stages: list) -> Section | None:
-    """A seeded draw of instructions per instruction set, every cell's answer side by side (harmful prompts stay out)."""
+    """A seeded draw of instructions per instruction set, every cell's answer side by side (harmful
+    prompts stay out)."""
     from rtune.io import read_json
 
     by_set: dict[str, dict[str, list]] = {}
     for stage in stages:
         if (stage.folder / "outputs.json").exists():
-            by_set.setdefault(stage.key.rsplit("/generate-", 1)[-1], {})[stage.cell] = read_json(stage.folder / "outputs.json")
+            by_set.setdefault(stage.key.rsplit("/generate-", 1)[-1], {})[stage.cell] = read_json(
+                stage.folder / "outputs.json"
+            )
     html_parts, md_parts = [], []
     for name, outputs in by_set.items():
         n = min(len(rows) for rows in outputs.values())
@@ -110,16 +154,26 @@ def section(stages: list) -> Section | None:
         md_parts.append(f"### {name}")
         for index in sorted(random.Random(0).sample(range(n), min(EXAMPLES, n))):
             instruction = next(iter(outputs.values()))[index]["instruction"]
-            answers = "".join(f"<div class='answer'><h4>{html.escape(cell)}</h4><pre>{html.escape(_clip(rows[index]['output']))}</pre></div>"
-                              for cell, rows in outputs.items())
-            html_parts.append(f"<div class='example'><p class='instruction'><b>Instruction:</b></p><pre>{html.escape(_clip(instruction))}"
-                              f"</pre><div class='answers'>{answers}</div></div>")
+            answers = "".join(
+                f"<div class='answer'><h4>{html.escape(cell)}</h4>"
+                f"<pre>{html.escape(_clip(rows[index]['output']))}</pre></div>"
+                for cell, rows in outputs.items()
+            )
+            html_parts.append(
+                "<div class='example'><p class='instruction'><b>Instruction:</b></p>"
+                f"<pre>{html.escape(_clip(instruction))}"
+                f"</pre><div class='answers'>{answers}</div></div>"
+            )
             md_parts.append(f"**Instruction {index + 1}**\n\n{_quoted(instruction)}")
             md_parts += [f"*{cell}*\n\n{_quoted(rows[index]['output'])}" for cell, rows in outputs.items()]
     if not html_parts:
         return None
-    return Section("Example outputs", f"{EXAMPLES} instructions per set, drawn with seed 0 (not picked by hand); every cell's "
-                   "answer side by side.", html_extra="".join(html_parts), markdown_extra="\n\n".join(md_parts))
+    return Section(
+        "Example outputs",
+        f"{EXAMPLES} instructions per set, drawn with seed 0 (not picked by hand); every cell's answer side by side.",
+        html_extra="".join(html_parts),
+        markdown_extra="\n\n".join(md_parts),
+    )
 
 
 KIND = register(Kind("generate", GenerateStageResult, run, section=section))

@@ -26,7 +26,8 @@ class PairwiseStageResult(WinRateReport):
 
 
 def pairs(builder, spec: PairwiseSpec) -> list:
-    """(cell, reference cell) for every cell the evaluation applies to: the reference is a cell name or a sibling method."""
+    """(cell, reference cell) for every cell the evaluation applies to: the reference is a cell name or a
+    sibling method."""
     by_name = {cell.name: cell for cell in builder.cells}
     found = []
     for cell in builder.chosen(spec):
@@ -34,8 +35,10 @@ def pairs(builder, spec: PairwiseSpec) -> list:
         if reference is not None and reference.name != cell.name:
             found.append((cell, reference))
     if not found:
-        raise RtuneError(f"evals.pairwise: reference '{spec.reference}' matches no cell to compare with "
-                         f"(give a method in `methods`, or a cell name such as {builder.cells[0].name})")
+        raise RtuneError(
+            f"evals.pairwise: reference '{spec.reference}' matches no cell to compare with "
+            f"(give a method in `methods`, or a cell name such as {builder.cells[0].name})"
+        )
     return found
 
 
@@ -62,28 +65,50 @@ def run(ctx: Context) -> PairwiseStageResult:
 
     s = ctx.settings
     own, theirs = (ctx.dirs[key] / "outputs.json" for key in ctx.stage.deps)
-    settings = PairwiseSettings(outputs=own, reference=theirs, judge=s["judge"], out=ctx.work, limit=s["limit"],
-                                annotator=s.get("annotator", "rtune"), mode=s.get("mode", "weighted"))
+    settings = PairwiseSettings(
+        outputs=own,
+        reference=theirs,
+        judge=s["judge"],
+        out=ctx.work,
+        limit=s["limit"],
+        annotator=s.get("annotator", "rtune"),
+        mode=s.get("mode", "weighted"),
+    )
     with Bar(ctx.console) as bar:
         report = judge(settings, bar)
     return PairwiseStageResult(**report.metrics.model_dump(), reference=s["reference"])
 
 
 def section(stages: list) -> Section:
-    table = Section("Pairwise win rate vs the reference", "Win rate in % (bootstrap 95% CI); LC = length-controlled "
-                    "(± standard error).", ["Cell", "Reference", "Win rate", "LC win rate", "n"])
+    table = Section(
+        "Pairwise win rate vs the reference",
+        "Win rate in % (bootstrap 95% CI); LC = length-controlled (± standard error).",
+        ["Cell", "Reference", "Win rate", "LC win rate", "n"],
+    )
     win, lc = [], []
     for stage in stages:
         r = stage.result
         lc_value, lc_se = r.length_controlled_winrate, r.lc_standard_error
-        table.rows.append([stage.cell, r.reference, ci_text(r.win_rate, r.ci_low, r.ci_high, 1),
-                           ci_text(lc_value, digits=1) + (f" ± {lc_se:.1f}" if lc_se is not None else ""), str(r.n)])
+        table.rows.append(
+            [
+                stage.cell,
+                r.reference,
+                ci_text(r.win_rate, r.ci_low, r.ci_high, 1),
+                ci_text(lc_value, digits=1) + (f" ± {lc_se:.1f}" if lc_se is not None else ""),
+                str(r.n),
+            ]
+        )
         win.append((r.win_rate, r.ci_low, r.ci_high))
         half = (lc_se or 0) * 1.96
         lc.append((lc_value, lc_value - half, lc_value + half) if lc_value is not None else (0.0, 0.0, 0.0))
-    series = {"win rate": win, "LC win rate": lc} if any(s.result.length_controlled_winrate is not None for s in stages) \
+    series = (
+        {"win rate": win, "LC win rate": lc}
+        if any(s.result.length_controlled_winrate is not None for s in stages)
         else {"win rate": win}
-    table.figures.append(("Win rate and LC win rate vs the reference (%)", bars([s.cell for s in stages], series, "%", 50.0)))
+    )
+    table.figures.append(
+        ("Win rate and LC win rate vs the reference (%)", bars([s.cell for s in stages], series, "%", 50.0))
+    )
     return table
 
 

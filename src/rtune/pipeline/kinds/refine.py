@@ -36,8 +36,9 @@ def add_stage(builder, dataset: str, records_key: str) -> str:
     else:
         prompt = {"rtune": REFINE_PROMPT}
     settings = {"refiner": spec.refiner, "max_new_tokens": spec.max_new_tokens}
-    return builder.add(Stage(f"data/{dataset}+refined", "refine", None, {"settings": settings, "prompt": prompt},
-                             run, (records_key,)))
+    return builder.add(
+        Stage(f"data/{dataset}+refined", "refine", None, {"settings": settings, "prompt": prompt}, run, (records_key,))
+    )
 
 
 def run(ctx: Context) -> RefineStageResult:
@@ -50,23 +51,37 @@ def run(ctx: Context) -> RefineStageResult:
     if "file" in ctx.stage.inputs["prompt"]:
         prompt_file = ctx.work / "prompt.txt"
         atomic_write_text(prompt_file, ctx.stage.inputs["prompt"]["file"])
-    settings = RefineSettings(file=ctx.dirs[ctx.stage.deps[0]] / "records.jsonl", out=ctx.work / "records.jsonl",
-                              prompt_file=prompt_file, batch_size=ctx.env.generation.batch_size, **ctx.settings)
+    settings = RefineSettings(
+        file=ctx.dirs[ctx.stage.deps[0]] / "records.jsonl",
+        out=ctx.work / "records.jsonl",
+        prompt_file=prompt_file,
+        batch_size=ctx.env.generation.batch_size,
+        **ctx.settings,
+    )
     with Bar(ctx.console) as bar:
         report = refine(settings, bar)
-    return RefineStageResult(records=len(report.records), extracted=report.extracted, changed=report.changed,
-                             extraction_rate=report.extraction_rate, no_marker=len(report.no_marker),
-                             cut_off=len(report.cut_off))
+    return RefineStageResult(
+        records=len(report.records),
+        extracted=report.extracted,
+        changed=report.changed,
+        extraction_rate=report.extraction_rate,
+        no_marker=len(report.no_marker),
+        cut_off=len(report.cut_off),
+    )
 
 
 def section(stages: list) -> Section:
-    table = Section("Response refinement", "Training records rewritten by the refiner; the extraction rate is the "
-                    "paper's (share of completions that changed). Records without a usable answer keep the original.",
-                    ["Stage", "Records", "Changed", "Extraction rate", "No marker", "Cut off"])
+    table = Section(
+        "Response refinement",
+        "Training records rewritten by the refiner; the extraction rate is the "
+        "paper's (share of completions that changed). Records without a usable answer keep the original.",
+        ["Stage", "Records", "Changed", "Extraction rate", "No marker", "Cut off"],
+    )
     for stage in stages:
         r = stage.result
-        table.rows.append([stage.key, str(r.records), str(r.changed), f"{r.extraction_rate:.1%}", str(r.no_marker),
-                           str(r.cut_off)])
+        table.rows.append(
+            [stage.key, str(r.records), str(r.changed), f"{r.extraction_rate:.1%}", str(r.no_marker), str(r.cut_off)]
+        )
     return table
 
 

@@ -38,13 +38,32 @@ def plan(builder, spec: SafetySpec) -> None:
         judge_prompt["judge_prompt"] = load_judge_prompt(experiment.prompt_file(spec.judge_prompt)).text
     for cell in builder.chosen(spec):
         prompt = prompt_for(experiment, cell.method)
-        settings = {"sets": spec.sets, "judge": spec.judge, "limit": spec.limit, "limits": spec.limits, "prompt": prompt,
-                    "max_new_tokens": spec.max_new_tokens or experiment.generation.max_new_tokens}
+        settings = {
+            "sets": spec.sets,
+            "judge": spec.judge,
+            "limit": spec.limit,
+            "limits": spec.limits,
+            "prompt": prompt,
+            "max_new_tokens": spec.max_new_tokens or experiment.generation.max_new_tokens,
+        }
         if spec.judge_retries is not None:
             settings["judge_retries"] = spec.judge_retries
-        builder.add(Stage(f"{cell.name}/safety", "safety", cell,
-                          {"model": builder.source(cell), "settings": settings, "prompting": parse_format(prompt).identity(),
-                           "content": content, **judge_prompt}, run, builder.model_deps(cell)))
+        builder.add(
+            Stage(
+                f"{cell.name}/safety",
+                "safety",
+                cell,
+                {
+                    "model": builder.source(cell),
+                    "settings": settings,
+                    "prompting": parse_format(prompt).identity(),
+                    "content": content,
+                    **judge_prompt,
+                },
+                run,
+                builder.model_deps(cell),
+            )
+        )
 
 
 def run(ctx: Context) -> SafetySummary:
@@ -56,16 +75,26 @@ def run(ctx: Context) -> SafetySummary:
     if "judge_prompt" in ctx.stage.inputs:
         options["judge_prompt"] = ctx.work / "judge_prompt.txt"
         atomic_write_text(options["judge_prompt"], ctx.stage.inputs["judge_prompt"])
-    settings = SafetyRun(model=model_dir(ctx), out=ctx.work, data_dir=experiment.data_root(), cache=cell_cache(ctx),
-                         batch_size=experiment.generation.batch_size, **ctx.settings, **options)
+    settings = SafetyRun(
+        model=model_dir(ctx),
+        out=ctx.work,
+        data_dir=experiment.data_root(),
+        cache=cell_cache(ctx),
+        batch_size=experiment.generation.batch_size,
+        **ctx.settings,
+        **options,
+    )
     with Bar(ctx.console) as bar:
         return evaluate(settings, bar, say=ctx.console.print)
 
 
 def section(stages: list) -> Section:
-    table = Section("Safety: refusal and false refusal", "Refusal rate on harmful prompts (higher is safer; mean over the sets "
-                    "run) and false-refusal rate on XSTest's safe prompts (lower is better), with bootstrap 95% CIs.",
-                    ["Cell", "Safety examples", "Refusal rate", "False refusal", "Per set"])
+    table = Section(
+        "Safety: refusal and false refusal",
+        "Refusal rate on harmful prompts (higher is safer; mean over the sets "
+        "run) and false-refusal rate on XSTest's safe prompts (lower is better), with bootstrap 95% CIs.",
+        ["Cell", "Safety examples", "Refusal rate", "False refusal", "Per set"],
+    )
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     lines: dict[str, list[tuple[int, float | None, float | None]]] = {}
@@ -75,8 +104,15 @@ def section(stages: list) -> Section:
         xstest = r.sets.get("xstest")
         fr = xstest.false_refusal if xstest else None
         per_set = " · ".join(f"{name} {v.refusal_rate:.2f}" for name, v in r.sets.items() if v.refusal_rate is not None)
-        table.rows.append([stage.cell, str(stage.safety), ci_text(r.average_refusal_rate, low, high),
-                           ci_text(fr.rate, fr.ci_low, fr.ci_high) if fr else "–", per_set])
+        table.rows.append(
+            [
+                stage.cell,
+                str(stage.safety),
+                ci_text(r.average_refusal_rate, low, high),
+                ci_text(fr.rate, fr.ci_low, fr.ci_high) if fr else "–",
+                per_set,
+            ]
+        )
         group = stage.cell.replace(f"+safety{stage.safety}", "") if stage.safety else stage.cell
         lines.setdefault(group, []).append((stage.safety, r.average_refusal_rate, fr.rate if fr else None))
     for n, (group, points) in enumerate(lines.items()):
@@ -90,7 +126,9 @@ def section(stages: list) -> Section:
     ax.set_ylabel("rate")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize="x-small")
-    table.figures.append(("Refusal (solid) and false-refusal (dashed) rates against the number of safety examples", png(fig)))
+    table.figures.append(
+        ("Refusal (solid) and false-refusal (dashed) rates against the number of safety examples", png(fig))
+    )
     return table
 
 
