@@ -116,3 +116,19 @@ def test_the_library_never_calls_the_cli():
         and any(found.startswith("rtune.cli") for found in imports_of(path, set(modules())))
     ]
     assert offenders == []
+
+
+def test_ruff_passes_on_the_whole_tree():
+    """Lint and formatting are part of the suite, so a change that breaks either fails CI."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for command in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "src", "tests", "benchmarks"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

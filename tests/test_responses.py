@@ -75,6 +75,8 @@ def test_the_echo_threshold_separates_the_labelled_echoes():
         ("Which country is this city in?\n\nParis", "Paris is in France.", "stop", "answer"),
         ("Write a haiku about rain.", "Soft rain on the roof\n<|user|>\nThanks!", "stop", "template_leak"),
         ("Write a haiku about rain.", "rain falls down " * 20, "length", "degenerate"),
+        ("What should I do about a nosebleed?", "The first thing to do is call 1" + "1" * 60, "length", "degenerate"),
+        ("Write a function.", "def f(x):\n" + " " * 24 + "return x", "stop", "answer"),
         (
             "Write a haiku about rain.",
             "Rain taps on the window while the city sleeps and dreams of " + "many things " * 3,

@@ -14,7 +14,8 @@ Every output is put in exactly one class, checked in this order:
 - `template_leak`: it writes a turn marker of the paper's template (`<|user|>`, `<|assistant|>`,
   `<|system|>`), i.e. it goes on to play the next turn.
 - `degenerate`: it loops: at least `LOOP_SHARE` of its word n-grams (n = `LOOP_N`) repeat an
-  earlier n-gram, in a text of at least `LOOP_MIN_WORDS` words.
+  earlier n-gram, in a text of at least `LOOP_MIN_WORDS` words; or it repeats a unit of at most
+  10 non-space characters `CHAR_RUN` times in a row ("1111…", "!?!?…"), which word n-grams miss.
 - `runaway`: it did not end with EOS (or a stop string) within the token budget.
 - `answer`: everything else: non-empty, ended within the budget, no marker, not an echo, no loop.
 
@@ -43,6 +44,8 @@ ECHO_MIN_WORDS = 3
 LOOP_N = 3
 LOOP_SHARE = 0.3
 LOOP_MIN_WORDS = 24
+CHAR_RUN = 20
+_CHAR_LOOP = re.compile(r"(\S{1,10}?)\1{%d,}" % (CHAR_RUN - 1))  # no whitespace: indentation is no loop
 _WORD = re.compile(r"\w+")
 
 
@@ -91,6 +94,11 @@ def loop_share(output: str) -> float:
     return sum(count - 1 for count in Counter(grams).values()) / len(grams)
 
 
+def char_loop(output: str) -> bool:
+    """Does the output repeat a short unit of characters CHAR_RUN times in a row?"""
+    return _CHAR_LOOP.search(output) is not None
+
+
 def classify(instruction: str, output: str, finish_reason: str) -> Label:
     if not output.strip():
         return "empty"
@@ -98,7 +106,7 @@ def classify(instruction: str, output: str, finish_reason: str) -> Label:
         return "echo"
     if any(marker in output for marker in MARKERS):
         return "template_leak"
-    if loop_share(output) >= LOOP_SHARE:
+    if loop_share(output) >= LOOP_SHARE or char_loop(output):
         return "degenerate"
     if finish_reason == "length":
         return "runaway"
