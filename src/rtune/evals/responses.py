@@ -45,7 +45,7 @@ LOOP_N = 3
 LOOP_SHARE = 0.3
 LOOP_MIN_WORDS = 24
 CHAR_RUN = 20
-_CHAR_LOOP = re.compile(r"(\S{1,10}?)\1{%d,}" % (CHAR_RUN - 1))  # no whitespace: indentation is no loop
+_CHAR_LOOP = re.compile(rf"(\S{{1,10}}?)\1{{{CHAR_RUN - 1},}}")  # no whitespace: indentation is no loop
 _WORD = re.compile(r"\w+")
 
 
