@@ -308,6 +308,60 @@ def test_loss_normalisations_weigh_tokens_or_micro_batches():
 def test_paper_recipe_uses_random_batches_and_micro_batch_means():
     config = load_train_config("paper_qlora")
     assert config.group_by_length is False and config.loss_normalization == "micro_batch"
+    cpu = load_train_config("lora_cpu")  # the CPU recipe keeps rtune's own: length groups, every token weighs the same
+    assert cpu.group_by_length is True and cpu.loss_normalization == "batch_tokens"
+
+
+def test_random_batches_are_a_plain_seeded_permutation():
+    """group_by_length: false draws the examples in a uniform random order (HF Trainer's RandomSampler), no
+    length sorting: batches span lengths as random draws do, and each epoch has its own order."""
+    from rtune.training.data import LengthGroupedShuffleSampler
+
+    lengths = [(i * 37) % 101 for i in range(64)]
+    sampler = LengthGroupedShuffleSampler(lengths, batch_size=4, seed=0, group_by_length=False)
+    order = list(sampler)
+    assert order == torch.randperm(64, generator=torch.Generator().manual_seed(0)).tolist() == list(sampler)
+    batches = [order[i : i + 4] for i in range(0, 64, 4)]
+    assert sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches) > 40
+    sampler.set_epoch(1)
+    assert list(sampler) != order and sorted(sampler) == list(range(64))
+
+
+def test_micro_batch_loss_through_the_trainer_is_the_mean_of_micro_batch_means(tiny_model_dir, data_file, tmp_path):
+    """One optimizer step of 4 random micro-batches of 2 under `micro_batch` trains on (and logs) the mean of
+    the micro-batches' own token means (the model's loss on each padded micro-batch), as HF Trainer before
+    4.46 did; `batch_tokens`' token mean over all 8 examples is another number on this data."""
+    from rtune.training.data import LengthGroupedShuffleSampler, PaddingCollator, build_dataset, load_training_records
+
+    config = _config(
+        tiny_model_dir,
+        data_file,
+        method="it",
+        batch_size=2,
+        grad_accum=4,
+        max_steps=1,
+        group_by_length=False,
+        loss_normalization="micro_batch",
+        lora_dropout=0.0,
+        precision="fp32",
+    )
+    train(config, tmp_path / "run")
+    [logged] = _losses(tmp_path / "run")
+
+    model, tokenizer = load_model(str(tiny_model_dir))  # LoRA starts at zero: the first step sees the base model
+    dataset, _ = build_dataset(load_training_records(data_file, "it").records, tokenizer, "it", 64, "data")
+    assert len(dataset) == 8
+    order = list(LengthGroupedShuffleSampler(dataset.lengths, 2, 0, group_by_length=False))
+    collate, means, sums, tokens = PaddingCollator(tokenizer.pad_token_id), [], 0.0, 0
+    for start in range(0, 8, 2):
+        batch = collate([dataset[i] for i in order[start : start + 2]])
+        with torch.no_grad():
+            mean = model(**batch).loss.item()  # HF's causal-LM loss: token mean over the micro-batch
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        means.append(mean)
+        sums, tokens = sums + mean * n, tokens + n
+    assert logged == pytest.approx(sum(means) / 4, rel=1e-5)
+    assert abs(sum(means) / 4 - sums / tokens) > 1e-2  # the two normalisations are told apart here
 
 
 def test_eos_probe_logs_a_rate_per_epoch_and_does_not_change_the_run(tiny_model_dir, data_file, tmp_path):
