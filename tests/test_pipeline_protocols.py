@@ -9,7 +9,8 @@ import shutil
 
 import yaml
 
-from openai_server import OpenAIServer, Reply
+from cli_runner import run_cli
+from openai_server import Fault, OpenAIServer, Reply
 from rtune.data.records import read_records
 from rtune.judges.alpaca_eval_annotator import installed_version
 from rtune.pipeline.builder import build_plan
@@ -116,6 +117,24 @@ def test_a_refined_dataset_trains_on_the_refined_records(tiny_model_dir, tmp_pat
     train = json.loads((stages / "tiny" / "demo" / "rt" / "s0" / "train" / "stage.json").read_text())
     assert list(train["deps"]) == ["data/demo+refined"]
     assert "Response refinement" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_server_patience_reaches_the_refiner_and_no_stage_hash(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """`server:` in the experiment and `rtune run --timeout/--max-retries` (which win) set how long a refiner or
+    judge server is waited for; how patient a run is changes no stage's hash, so changing it reruns nothing."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    with OpenAIServer(faults=lambda request: Fault(delay=30)) as server:
+        refined = {"source": "demo", "max_examples": 8, "refine": {"refiner": f"openai:r@{server.base_url}"}}
+        _experiment(tmp_path, tiny_model_dir, methods=["rt"], datasets={"demo": refined})
+        default = build_plan(load_experiment(tmp_path / "exp.yaml"), tmp_path / "run").hashes
+        _experiment(tmp_path, tiny_model_dir, methods=["rt"], datasets={"demo": refined}, server={"timeout": 60})
+        experiment = load_experiment(tmp_path / "exp.yaml", max_retries=0)
+        assert experiment.server.model_dump() == {"timeout": 60, "max_retries": 0}
+        assert build_plan(experiment, tmp_path / "run").hashes == default
+        args = ["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "run"), "--timeout", "0.5"]
+        code, _, err = run_cli(monkeypatch, capsys, *args, "--max-retries", "0")
+    assert code == 2, err
+    assert "no answer within 0.5 s (1 tries)" in " ".join(err.split()) and "Traceback" not in err
 
 
 def test_judge_protocols_enter_the_plan_only_when_named(tiny_model_dir, tmp_path, shared_data):

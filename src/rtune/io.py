@@ -18,8 +18,8 @@ from rtune.errors import RtuneError
 
 
 def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), directory: bool = False) -> Path:
-    """Refuse, before any work, an output that would overwrite an input, cannot be written, or would write
-    through a symbolic link in a run folder (`directory`: a folder rtune fills). Creates the folder it needs."""
+    """Refuse, before any work, an output that would overwrite an input, cannot be written, is a symbolic link
+    or would write through one in a run folder (`directory`: a folder rtune fills). Creates the folder it needs."""
     path = Path(path)
     for source in inputs:
         if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
@@ -28,6 +28,8 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path | None] = (), 
         raise RtuneError(f"{path}: exists and is not a folder (expected a run folder)")
     if not directory and path.is_dir():
         raise RtuneError(f"{path}: is a folder; expected a file name")
+    if not directory and path.is_symlink():  # the write would replace the link: what the user linked to goes stale
+        raise RtuneError(f"{path}: is a symbolic link; rtune never writes over links (remove it, or name its target)")
     if directory and path.is_dir():
         links = sorted(entry.name for entry in path.iterdir() if entry.is_symlink())
         if links:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openai_server import Fault, Reply, echo
+from rtune.annotate.pairs import adopt_pairs, pairs_from_outputs
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Case:
     message: str  # regex searched in the error line (or, for exit 0, in all of stderr)
     code: int = 2
     notice: str | None = None  # regex a `waiting:` line on stderr must match (a wait the user is told about)
+    seconds: float | None = None  # the command must be over within this many seconds
     server: Server | None = None
     setup: Callable[[Path, Path], None] | None = None  # (corpus folder, tiny model folder)
     check: Callable[[Path, object], None] | None = None  # (corpus folder, the server or None)
@@ -56,6 +58,18 @@ class _Payload:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
+
+
+def _annotate_folder(link: str | None = None) -> Callable[[Path, Path], None]:
+    """An annotate folder in the run folder (its pairs.json), with a link planted in it."""
+
+    def plant(d: Path, model: Path) -> None:
+        folder = d / "out/ann"
+        adopt_pairs(folder, pairs_from_outputs(d / "outputs.json", d / "reference.json"))
+        if link:
+            os.symlink(d / "precious.jsonl", folder / link)
+
+    return plant
 
 
 def _custom_code_model(d: Path, model: Path) -> None:
@@ -89,6 +103,10 @@ def _no_secret_anywhere(d: Path, server) -> None:
         assert not path.is_file() or b"SECRET" not in path.read_bytes(), f"{path} holds the password"
 
 
+def _no_pairs_written(d: Path, server) -> None:
+    assert not (d / "out/ann/pairs.json").exists(), "the folder was started although it was refused"
+
+
 def _outputs_written(d: Path, server) -> None:
     assert [row["output"] for row in json.loads((d / "out/o.json").read_text())] == [
         f"echo: {t}" for t in ("Say hi.", "Name a colour.")
@@ -104,6 +122,8 @@ PAIRWISE = (
 ASPECTS = "judge aspects --outputs {d}/outputs.json --judge openai:j@{url} --out {d}/out/run"
 TRAIN = "train --method rt --model {model} --data {d}/records.jsonl --out {d}/out/run --max-steps 1"
 HANG = Server(faults=lambda request: Fault(delay=5))
+STALL = Server(faults=lambda request: Fault(delay=30))  # far longer than any test waits: only --timeout ends it
+ANNOTATE = "annotate --outputs {d}/outputs.json --reference {d}/reference.json --out {d}/%s"
 UNREADABLE = Server(responder=lambda request: Reply("I cannot decide."))
 
 CASES = [
@@ -164,6 +184,13 @@ CASES = [
         "metrics winrate {d}/annotations.json --out {d}/annotations.json",
         r"annotations.json: is also the input",
     ),
+    Case(
+        "export-over-its-pairs",
+        "2",
+        "annotate export {d}/out/ann --out {d}/out/ann/pairs.json",
+        r"pairs.json: is also the input",
+        setup=_annotate_folder(),
+    ),
     # 3: a prompt longer than the model reads is refused, naming the item, before the model loads
     Case(
         "huge-prompt",
@@ -179,6 +206,31 @@ CASES = [
         r"no answer within 0.3 s \(2 tries\)",
         notice=r"no answer within 0.3 s; try 2 of 2 in",
         server=HANG,
+    ),
+    Case(
+        "pairwise-judge-hangs",
+        "4",
+        PAIRWISE + " --timeout 0.5 --max-retries 0",
+        r"127.0.0.1:\d+/v1: no answer within 0.5 s \(1 tries\); is the server up\? \(--timeout, --max-retries\)",
+        seconds=10,
+        server=STALL,
+    ),
+    Case(
+        "aspects-judge-hangs",
+        "4",
+        ASPECTS + " --timeout 0.5 --max-retries 1",
+        r"no answer within 0.5 s \(2 tries\)",
+        notice=r"no answer within 0.5 s; try 2 of 2 in .* \(--timeout, --max-retries\)",
+        seconds=10,
+        server=STALL,
+    ),
+    Case(
+        "refiner-hangs",
+        "4",
+        "data refine {d}/records.jsonl --refiner openai:m@{url} --out {d}/out/r.jsonl --timeout 0.5 --max-retries 0",
+        r"no answer within 0.5 s \(1 tries\)",
+        seconds=10,
+        server=STALL,
     ),
     Case(
         "server-503-storm",
@@ -306,6 +358,30 @@ CASES = [
     ),
     Case("train-folder-link", "7", TRAIN, r"trainer_state.json: is a symbolic link", setup=_link("trainer_state.json")),
     Case(
+        "out-is-a-link",
+        "7",
+        SERVED.replace("out/o.json", "out/run/o.json"),
+        r"o.json: is a symbolic link; rtune never writes over links",
+        server=Server(),
+        setup=_link("o.json"),
+        check=_no_requests,
+    ),
+    Case(
+        "annotate-store-link",
+        "7",
+        ANNOTATE % "out/ann",
+        r"judgments.sqlite: is a symbolic link",
+        setup=_link("judgments.sqlite", "out/ann"),
+        check=_no_pairs_written,
+    ),
+    Case(
+        "export-to-a-link",
+        "7",
+        "annotate export {d}/out/ann",
+        r"ann/annotations.json: is a symbolic link",
+        setup=_annotate_folder(link="annotations.json"),
+    ),
+    Case(
         "cache-link",
         "7",
         SERVED + " --cache {d}/out/run/c.sqlite",
@@ -406,6 +482,8 @@ CASES = [
         "annotate export {d}/out --out {d}/afile/a.json",
         r"afile is a file, not a folder",
     ),
+    Case("annotate-out-is-a-file", "9", ANNOTATE % "afile", r"afile: exists and is not a folder"),
+    Case("annotate-out-under-a-file", "9", ANNOTATE % "afile/ann", r"afile is a file, not a folder"),
     Case(
         "likelihood-out-is-a-folder",
         "9",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -196,3 +197,27 @@ def test_a_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch, ca
         monkeypatch, capsys, "data", "build", str(d / "records.jsonl"), "--out", str(d / "locked/r.jsonl")
     )
     assert code == 2 and "locked/r.jsonl: cannot write there (Permission denied)" in err
+
+
+def test_chat_save_refuses_bad_paths_in_one_line_and_the_chat_goes_on(tmp_path, monkeypatch, capsys):
+    """Rows 7 and 9 for the chat REPL: `/save` passes the output guard; a refusal costs one line, not the chat."""
+    d = build(tmp_path)
+    (d / "out/link.json").symlink_to(d / "precious.jsonl")
+    refused = {
+        "out": "is a folder; expected a file name",
+        "out/link.json": "is a symbolic link",
+        "afile/chat.json": f"cannot write there: {d / 'afile'} is a file, not a folder",
+        "/proc/rtune/chat.json": "cannot write there (",  # an absolute name: `d /` leaves it as it is
+    }
+    script = ["Say hi."] + [f"/save {d / name}" for name in refused] + [f"/save {d / 'out/chat.json'}", "/quit"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(line + "\n" for line in script)))
+    with OpenAIServer() as server:
+        args = ["chat", "--model", f"openai:m@{server.base_url}", "--timeout", "5", "--max-retries", "0"]
+        code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "Traceback" not in out + err
+    said = [line.removeprefix("> ") for line in out.splitlines() if line.startswith(("> (not saved", "> (saved"))]
+    assert len(said) == 5 and said[-1] == f"(saved 1 turns to {d / 'out/chat.json'})"
+    for line, (name, why) in zip(said, refused.items(), strict=False):
+        assert line.startswith(f"(not saved: {d / name}: {why}"), line
+    assert json.loads((d / "out/chat.json").read_text())["messages"][-1]["content"] == "echo: Say hi."
+    assert (d / "precious.jsonl").read_text() == '{"keep": "me"}\n' and (d / "out/link.json").is_symlink()

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,12 @@ def test_hostile_input(case: Case, tmp_path, tiny_model_dir, monkeypatch, capsys
     with OpenAIServer(case.server.responder, case.server.faults) if case.server else contextlib.nullcontext() as server:
         url = server.base_url if server else "http://127.0.0.1:9/v1"
         args = case.args.format(d=d, model=tiny_model_dir, url=url, credentials_url=url.replace("//", "//u:SECRET@"))
+        started = time.monotonic()
         code, out, err = run_cli(monkeypatch, capsys, *shlex.split(args))
+        took = time.monotonic() - started
 
     assert code == case.code, f"exit {code}, expected {case.code}; stderr:\n{err}"
+    assert case.seconds is None or took < case.seconds, f"took {took:.1f} s (at most {case.seconds})"
     assert "Traceback" not in out + err
     if case.code == 0:
         assert re.search(case.message, err), err

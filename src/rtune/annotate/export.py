@@ -84,7 +84,8 @@ def human_annotations(directory: str | Path, *, include_skipped: bool = True) ->
 
 def export_annotations(settings: ExportSettings) -> ExportResult:
     """Write the folder's judgments as an AlpacaEval `annotations.json` that `rtune metrics winrate` reads as is."""
-    path = check_output(settings.out or settings.directory / ANNOTATIONS_FILE)
+    folder = settings.directory
+    path = check_output(settings.out or folder / ANNOTATIONS_FILE, inputs=[folder / PAIRS_FILE, folder / STORE_FILE])
     rows, unknown = human_annotations(settings.directory, include_skipped=settings.include_skipped)
     write_annotations(path, rows)
     counts: dict[str, int] = {}

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from rtune.annotate.settings import PairsSource
 from rtune.errors import RtuneError
-from rtune.io import atomic_write_json, read_json, stable_hash
+from rtune.io import atomic_write_json, check_output, read_json, stable_hash
 from rtune.judges.pairs import align, model_shown_first
 
 PAIRS_FILE = "pairs.json"  # the copy an annotate DIR keeps of the pairs it judges
@@ -146,6 +146,7 @@ def study_pairs(source: PairsSource) -> list[BlindPair]:
         raise RtuneError("--outputs and --reference go together")
     if source.outputs is None and source.seed is not None:
         raise RtuneError("--seed applies to --outputs/--reference only (a folder keeps the order it was started with)")
+    check_output(source.directory, inputs=[source.outputs, source.reference, source.pairs_file], directory=True)
     if source.pairs_file is not None:
         return adopt_pairs(source.directory, read_pairs(source.pairs_file, source.limit))
     if source.outputs is not None:

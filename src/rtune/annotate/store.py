@@ -64,6 +64,8 @@ def _now() -> str:
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_symlink():
+            raise RtuneError(f"{self.path}: is a symbolic link; rtune never writes through links (remove it)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._connect() as db:

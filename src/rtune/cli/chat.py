@@ -6,6 +6,9 @@ import sys
 
 import typer
 
+from rtune.cli.options import option
+from rtune.generation.openai_compat import RetrySettings as R
+
 
 def _read_line() -> str | None:
     line = sys.stdin.readline()
@@ -26,6 +29,8 @@ def command(
     api_key_env: str | None = typer.Option(
         None, "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."
     ),
+    timeout: float = option(R, "timeout", min=0.001),
+    max_retries: int = option(R, "max_retries", min=0),
     system: str | None = typer.Option(None, "--system", help="System prompt (change it in the chat with /system)."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
@@ -36,6 +41,8 @@ def command(
     from rtune.generation import DecodingParams, from_spec
     from rtune.generation.chat import ChatSession, run_chat
 
-    generator = from_spec(model, backend=backend, base_url=base_url, api_key_env=api_key_env)
+    generator = from_spec(
+        model, backend=backend, base_url=base_url, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries
+    )
     params = DecodingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     run_chat(ChatSession(generator, params, model=model, system=system), _read_line, _write)

@@ -27,6 +27,8 @@ def command(
     judge_retries: int = option(S, "judge_retries"),
     judge_prompt: Path | None = option(S, "judge_prompt"),
     batch_size: int | None = option(S, "batch_size"),
+    timeout: float = option(S, "timeout", min=0.001),
+    max_retries: int = option(S, "max_retries", min=0),
     cache: Path | None = option(S, "cache"),
     hide_examples: bool = option(S, "hide_examples"),
 ) -> None:
@@ -50,6 +52,8 @@ def command(
         judge_retries=judge_retries,
         judge_prompt=judge_prompt,
         batch_size=batch_size,
+        timeout=timeout,
+        max_retries=max_retries,
         cache=cache,
         hide_examples=hide_examples,
     )

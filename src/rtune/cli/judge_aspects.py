@@ -34,6 +34,8 @@ def command(
     max_concurrency: int = option(S, "max_concurrency", min=1),
     batch_size: int | None = option(S, "batch_size", min=1),
     api_key_env: str | None = option(S, "api_key_env"),
+    timeout: float = option(S, "timeout", min=0.001),
+    max_retries: int = option(S, "max_retries", min=0),
     seed: int = option(S, "seed"),
 ) -> None:
     """Score each output on helpfulness, clarity, factuality, depth and engagement (safety items: safety)."""

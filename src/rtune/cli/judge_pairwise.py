@@ -32,6 +32,8 @@ def command(
     max_concurrency: int = option(S, "max_concurrency", min=1),
     batch_size: int | None = option(S, "batch_size", min=1),
     api_key_env: str | None = option(S, "api_key_env"),
+    timeout: float = option(S, "timeout", min=0.001),
+    max_retries: int = option(S, "max_retries", min=0),
     length_controlled: bool = option(S, "length_controlled", "--lc/--no-lc"),
 ) -> None:
     """Ask a judge which output is better for each instruction both files share; write AlpacaEval files."""

@@ -20,6 +20,8 @@ def command(
     api_key_env: str | None = option(S, "api_key_env"),
     batch_size: int = option(S, "batch_size", min=1),
     concurrency: int = option(S, "concurrency", min=1),
+    timeout: float = option(S, "timeout", min=0.001),
+    max_retries: int = option(S, "max_retries", min=0),
     max_new_tokens: int = option(S, "max_new_tokens", min=1),
     prompt_file: Path | None = option(S, "prompt_file"),
     limit: int | None = option(S, "limit", min=1),

@@ -23,9 +23,22 @@ def command(
         "--data-dir",
         help="Local datasets (default: the experiment's data_dir, else $RTUNE_DATA_DIR, else the hub).",
     ),
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        min=0.001,
+        help="Seconds to wait for one answer from a judge or refiner server "
+        "(default: the experiment's server.timeout, else 120).",
+    ),
+    max_retries: int | None = typer.Option(
+        None,
+        "--max-retries",
+        min=0,
+        help="Tries again after a timeout, HTTP 429 or 5xx (default: the experiment's server.max_retries, else 3).",
+    ),
 ) -> None:
     """Run (or resume) an experiment: finished stages are skipped, changed ones rerun with what depends on them."""
     from rtune.pipeline.experiment import load_experiment
     from rtune.pipeline.runner import run_experiment
 
-    run_experiment(load_experiment(experiment, data_dir), out, only or None, dry_run)
+    run_experiment(load_experiment(experiment, data_dir, timeout, max_retries), out, only or None, dry_run)

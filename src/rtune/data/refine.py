@@ -16,11 +16,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from rtune.data.records import Record
 from rtune.generation.base import DecodingParams, GenerationRequest, GenerationResult
 from rtune.generation.hf import DEFAULT_BATCH_SIZE
+from rtune.generation.openai_compat import RetrySettings
 from rtune.progress import SILENT, Progress
 from rtune.prompting.files import PromptFile, load_prompt_file
 
@@ -120,7 +121,7 @@ def apply_results(records: list[Record], results: list[GenerationResult], refine
     return report
 
 
-class RefineSettings(BaseModel):
+class RefineSettings(RetrySettings):
     """What `rtune data refine` (and a pipeline refine stage) is asked to do."""
 
     model_config = ConfigDict(extra="forbid")
@@ -167,6 +168,8 @@ def run(settings: RefineSettings, progress: Progress = SILENT) -> RefineReport:
         api_key_env=s.api_key_env,
         batch_size=s.batch_size,
         concurrency=s.concurrency,
+        timeout=s.timeout,
+        max_retries=s.max_retries,
     )
     params = DecodingParams(max_new_tokens=s.max_new_tokens)
     requests = [refine_request(record, params, prompt) for record in records]

@@ -11,8 +11,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtune.errors import RtuneError
 from rtune.generation.base import DecodingParams, GenerationRequest, TextStreamer
-from rtune.io import atomic_write_json
+from rtune.io import atomic_write_json, check_output
 
 HELP = (
     "commands: /reset (forget the conversation), /system TEXT (set or, empty, clear the system prompt), "
@@ -47,7 +48,8 @@ class ChatSession:
         self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer.strip()}]
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, {"model": self.model, "messages": list(self.messages())})
+        """Write the conversation, through the output guard every command uses (no folder, link or unwritable place)."""
+        atomic_write_json(check_output(path), {"model": self.model, "messages": list(self.messages())})
 
 
 def run_chat(session: ChatSession, read_line: Callable[[], str | None], write: Callable[[str], None]) -> None:
@@ -81,7 +83,11 @@ def run_chat(session: ChatSession, read_line: Callable[[], str | None], write: C
             if not argument.strip():
                 write("(usage: /save FILE)\n")
                 continue
-            session.save(Path(argument.strip()).expanduser())
+            try:
+                session.save(Path(argument.strip()).expanduser())
+            except (RtuneError, OSError) as exc:  # a bad path costs one line, not the conversation
+                write(f"(not saved: {exc})\n")
+                continue
             write(f"(saved {len(session.history) // 2} turns to {argument.strip()})\n")
         elif command.startswith("/") and " " not in command and command[1:].isalpha():
             write(f"(unknown command {command}; {HELP})\n")

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from rtune.errors import RtuneError
 from rtune.generation.base import GenerationRequest, GenerationResult, TokenLogprob, in_request_order
 from rtune.generation.render import stream_until_stop, truncate_at_stop
@@ -30,6 +32,16 @@ DEFAULT_TIMEOUT = 120.0  # seconds for one whole answer: 2,048 tokens from a slo
 DEFAULT_RETRIES = 3
 RETRY_STATUS = (408, 409, 429)  # and every 5xx
 MAX_WAIT = 60.0  # the longest Retry-After we honour
+
+
+class RetrySettings(BaseModel):
+    """How long to wait for a server and how often to try again: the fields (and `--timeout`, `--max-retries`)
+    of every command that may call one, so the hint in each retry and timeout message names real options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="seconds to wait for one answer from a server (openai)")
+    max_retries: int = Field(DEFAULT_RETRIES, ge=0, description="tries again after a timeout, HTTP 429 or 5xx (openai)")
 
 
 def _notice(message: str) -> None:

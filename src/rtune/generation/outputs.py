@@ -13,13 +13,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtune.generation.hf import DEFAULT_BATCH_SIZE
-from rtune.generation.openai_compat import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from rtune.generation.openai_compat import RetrySettings
 from rtune.progress import SILENT, Progress
 
 CACHE_NAME = "generation_cache.sqlite"
 
 
-class GenerateSettings(BaseModel):
+class GenerateSettings(RetrySettings):
     """What `rtune generate` and a pipeline generation stage are asked to do."""
 
     model_config = ConfigDict(extra="forbid")
@@ -43,8 +43,6 @@ class GenerateSettings(BaseModel):
         DEFAULT_BATCH_SIZE, ge=1, description="prompts per batch (hf); larger is faster while memory lasts"
     )
     concurrency: int = Field(8, ge=1, description="requests in flight (openai)")
-    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="seconds to wait for one answer from a server (openai)")
-    max_retries: int = Field(DEFAULT_RETRIES, ge=0, description="tries again after a timeout, HTTP 429 or 5xx (openai)")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="hf: fp32 gives the same greedy answers whatever the batch "

@@ -22,6 +22,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from rtune.errors import RtuneError
 from rtune.generation import DecodingParams, GenerationRequest
+from rtune.generation.openai_compat import RetrySettings
 from rtune.io import ResumableLog, atomic_write_json, check_output, read_rows, stable_hash, write_jsonl
 from rtune.judges.aspect_prompts import AspectPrompts, load_aspect_prompts
 from rtune.judges.aspect_summary import SAFETY, GroupSummary, summarise_categories
@@ -36,7 +37,7 @@ LOG_FILE = "scores.jsonl"  # per-item results; appended as items finish, rewritt
 SUMMARY_FILE = "summary.json"
 
 
-class AspectsSettings(BaseModel):
+class AspectsSettings(RetrySettings):
     """What `rtune judge aspects` and the pipeline's aspects stage are asked to do."""
 
     model_config = ConfigDict(extra="forbid")
@@ -335,7 +336,13 @@ def run(settings: AspectsSettings, progress: Progress = SILENT) -> AspectsReport
     check_output(s.out, inputs=[s.outputs, s.template, s.safety_template], directory=True)
     items = read_items(s.outputs, s.limit)
     generator, cache = open_judge(
-        s.judge, s.out, concurrency=s.max_concurrency, batch_size=s.batch_size, api_key_env=s.api_key_env
+        s.judge,
+        s.out,
+        concurrency=s.max_concurrency,
+        batch_size=s.batch_size,
+        api_key_env=s.api_key_env,
+        timeout=s.timeout,
+        max_retries=s.max_retries,
     )
     caller = JudgeCaller(generator, cache, s.max_attempts)
     scored = score_items(items, s, caller, progress)

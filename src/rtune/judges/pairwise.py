@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rtune.generation import GenerationResult
+from rtune.generation.openai_compat import RetrySettings
 from rtune.io import ResumableLog, atomic_write_json, atomic_write_text, check_output, stable_hash
 from rtune.judges.alpaca_eval_annotator import ANNOTATOR, INSTALL
 from rtune.judges.caller import CACHE_FILE, Answer, JudgeCaller, open_judge, refuse_if_nothing_read, resumable
@@ -48,7 +49,7 @@ LEADERBOARD_COLUMNS = (
 RECORDED = {"judge", "mode", "seed", "max_attempts", "top_logprobs", "parsed_max_new_tokens"}  # settings in run.json
 
 
-class PairwiseSettings(BaseModel):
+class PairwiseSettings(RetrySettings):
     """What `rtune judge pairwise` and the pipeline's pairwise stage are asked to do."""
 
     model_config = ConfigDict(extra="forbid")
@@ -281,7 +282,13 @@ def run(settings: PairwiseSettings, progress: Progress = SILENT) -> PairwiseRepo
     alignment = align(s.outputs, s.reference, s.limit)
     s.protocol()  # a missing alpaca-eval fails here, before a judge is loaded
     generator, cache = open_judge(
-        s.judge, out, concurrency=s.max_concurrency, batch_size=s.batch_size, api_key_env=s.api_key_env
+        s.judge,
+        out,
+        concurrency=s.max_concurrency,
+        batch_size=s.batch_size,
+        api_key_env=s.api_key_env,
+        timeout=s.timeout,
+        max_retries=s.max_retries,
     )
     caller = JudgeCaller(generator, cache, s.max_attempts)
     judged = judge_pairs(alignment.pairs, s, caller, progress)

@@ -302,7 +302,7 @@ class LlmRefusalJudge:
 
 
 def make_refusal_judge(
-    spec: str, max_new_tokens: int = 2048, max_retries: int = 2, cache=None, prompt_file=None, **generator_options
+    spec: str, max_new_tokens: int = 2048, judge_retries: int = 2, cache=None, prompt_file=None, **generator_options
 ) -> RefusalJudge:
     """`keyword`, or a generator spec for the LLM judge (e.g. `openai:gpt-4o@http://127.0.0.1:8000/v1`).
 
@@ -321,7 +321,7 @@ def make_refusal_judge(
     return LlmRefusalJudge(
         from_spec(spec, **generator_options),
         max_new_tokens=max_new_tokens,
-        max_retries=max_retries,
+        max_retries=judge_retries,
         cache=cache,
         prompt=prompt,
     )

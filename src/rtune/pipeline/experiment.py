@@ -21,6 +21,7 @@ from rtune.data import registry as datasets
 from rtune.data.refine import PAPER_MAX_NEW_TOKENS
 from rtune.errors import RtuneError
 from rtune.generation.hf import DEFAULT_BATCH_SIZE
+from rtune.generation.openai_compat import RetrySettings
 from rtune.pipeline import registry
 
 TRAINED = ("it", "rt")
@@ -92,6 +93,7 @@ class Experiment(Strict):
     safety_source: str = "safety-tuned-llamas"
     training: Training = Training()
     generation: Generation = Generation()
+    server: RetrySettings = RetrySettings()  # judge and refiner servers: timeout, max_retries (not in any stage hash)
     evals: dict[str, Any] = {}  # kind name -> that kind's section (validated by the kind)
     base_dir: str = Field("", exclude=True)  # folder of the YAML file: relative paths start there
 
@@ -197,12 +199,19 @@ def cells(experiment: Experiment) -> list[Cell]:
     return found
 
 
-def load_experiment(path: str | Path, data_dir: str | Path | None = None) -> Experiment:
-    """An experiment YAML by path, or a shipped one by name (`cpu_gemma270m`); `data_dir` overrides its `data_dir`."""
+def load_experiment(
+    path: str | Path, data_dir: str | Path | None = None, timeout: float | None = None, max_retries: int | None = None
+) -> Experiment:
+    """An experiment YAML by path, or a shipped one by name (`cpu_gemma270m`); `data_dir` overrides its `data_dir`,
+    `timeout` and `max_retries` its `server` section (the command line wins over the file)."""
     path = find_config(path, "experiments")
     data = read_yaml_mapping(path, "a mapping (name, models, methods, …)")
     if data_dir is not None:
         data["data_dir"] = str(Path(data_dir).resolve())
+    given = {name: value for name, value in (("timeout", timeout), ("max_retries", max_retries)) if value is not None}
+    if given:
+        section = data.get("server") or {}
+        data["server"] = {**section, **given} if isinstance(section, dict) else section  # a bad section stays an error
     try:
         return Experiment.model_validate({**data, "base_dir": str(path.parent)})
     except ValidationError as exc:

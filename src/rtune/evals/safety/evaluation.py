@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from rtune.errors import RtuneError
 from rtune.evals.safety.judging import judge_outputs
@@ -20,16 +20,18 @@ from rtune.evals.safety.rates import SafetySummary, summarise
 from rtune.evals.safety.report import render_report
 from rtune.evals.safety.sets import SETS, load_items, parse_sets
 from rtune.generation import DecodingParams, GenerationCache, from_spec
+from rtune.generation.openai_compat import RetrySettings
 from rtune.io import atomic_write_json, atomic_write_text, check_output, read_json, sha256_file
 from rtune.judges.refusal import load_judge_prompt, make_refusal_judge
 from rtune.progress import SILENT, Progress
 from rtune.prompting import parse_format
 from rtune.redact import redact
 
-HOW_TO_RUN = {"out", "data_dir", "cache", "batch_size", "hide_examples"}  # where and how fast: the numbers stay
+# where, how fast and how patiently: the numbers stay
+HOW_TO_RUN = {"out", "data_dir", "cache", "batch_size", "hide_examples", "timeout", "max_retries"}
 
 
-class SafetyRun(BaseModel):
+class SafetyRun(RetrySettings):
     """Everything a safety run takes. The fields outside HOW_TO_RUN are its identity: they go into run.json,
     and a rerun into the same directory must match them to resume."""
 
@@ -139,13 +141,17 @@ def run(
         cache=cache,
         prompt_file=s.judge_prompt,
         batch_size=s.batch_size,
+        timeout=s.timeout,
+        max_retries=s.max_retries,
     )
     manifest = {**s.identity(), "judge_name": judge.name}
     if s.outputs:
         outputs = match_outputs(items, s.outputs)
         _check_manifest(out / "run.json", {**manifest, "outputs_sha256": sha256_file(s.outputs)})
     else:
-        generator = from_spec(s.model, cache=cache, batch_size=s.batch_size)
+        generator = from_spec(
+            s.model, cache=cache, batch_size=s.batch_size, timeout=s.timeout, max_retries=s.max_retries
+        )
         _check_manifest(out / "run.json", {**manifest, "generator": generator.fingerprint})
         outputs = generate_answers(
             items,

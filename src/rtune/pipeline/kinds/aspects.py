@@ -50,7 +50,11 @@ def run(ctx: Context) -> AspectsSummary:
         templates[name] = ctx.work / f"{name}.txt"
         atomic_write_text(templates[name], text)
     settings = AspectsSettings(
-        outputs=ctx.dirs[ctx.stage.deps[0]] / "outputs.json", out=ctx.work, **ctx.settings, **templates
+        outputs=ctx.dirs[ctx.stage.deps[0]] / "outputs.json",
+        out=ctx.work,
+        **ctx.settings,
+        **templates,
+        **ctx.env.server.model_dump(),
     )
     with Bar(ctx.console) as bar:
         return AspectsSummary.model_validate(judge(settings, bar).summary_json())

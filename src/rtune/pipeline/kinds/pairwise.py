@@ -73,6 +73,7 @@ def run(ctx: Context) -> PairwiseStageResult:
         limit=s["limit"],
         annotator=s.get("annotator", "rtune"),
         mode=s.get("mode", "weighted"),
+        **ctx.env.server.model_dump(),
     )
     with Bar(ctx.console) as bar:
         report = judge(settings, bar)

@@ -56,6 +56,7 @@ def run(ctx: Context) -> RefineStageResult:
         out=ctx.work / "records.jsonl",
         prompt_file=prompt_file,
         batch_size=ctx.env.generation.batch_size,
+        **ctx.env.server.model_dump(),
         **ctx.settings,
     )
     with Bar(ctx.console) as bar:

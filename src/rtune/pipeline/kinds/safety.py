@@ -81,6 +81,7 @@ def run(ctx: Context) -> SafetySummary:
         data_dir=experiment.data_root(),
         cache=cell_cache(ctx),
         batch_size=experiment.generation.batch_size,
+        **experiment.server.model_dump(),
         **ctx.settings,
         **options,
     )
