@@ -6,8 +6,11 @@
 For each model: the first N AlpacaEval instructions as chat turns (the model's template, Tulu for
 models without one), greedy, M new tokens. Sequential = batch size 1, which is exactly one
 `model.generate` call per prompt (the paper's HF path). Reports tokens/s for both, their ratio,
-and whether every greedy output is identical. It also prices chunked decoding (finished rows are
-handed back, and cached, every `CHUNK_TOKENS` new tokens, so a kill loses little) against one
+and how many greedy outputs are identical, for each precision: fp32 (the default) and bf16 (the
+opt-in, `--precision bf16`; autocast on a CPU, bf16 weights on a GPU). fp32 must give N/N, else the
+script exits 1: that is the batch invariance evaluations rely on, and its speed against bf16's is its
+cost. For fp32 it also prices chunked decoding (finished rows are handed back, and cached, every
+`CHUNK_TOKENS` new tokens, so a kill loses little) against one
 `model.generate` call per batch (`CHUNK_TOKENS` set beyond `--max-new-tokens`): both throughputs and
 their ratio, in the same process; the outputs must be identical, else the script exits 1. Optionally
 also times the openai backend against running OpenAI-compatible servers (`--openai SPEC ...`), or
@@ -28,6 +31,7 @@ import rtune.generation.hf as hf
 from rtune.data.instructions import load_instructions
 from rtune.generation import DecodingParams, GenerationRequest, from_spec
 from rtune.generation.hf import HFGenerator
+from rtune.models import native_bf16
 
 
 @dataclass
@@ -56,12 +60,16 @@ def line(timing: Timing) -> str:
     )
 
 
-def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int) -> None:
-    generator = HFGenerator(model, batch_size=batch_size)
-    generator.generate(requests[:1])  # load and warm up outside the clock
-    print(f"{model}  (precision: {'bf16 autocast' if generator.bf16 else 'fp32'}, {len(requests)} prompts)", flush=True)
-    batched = timed(f"hf batched (batch {batch_size})", generator, requests)
-    print(line(batched), flush=True)
+def precision_name(generator: HFGenerator) -> str:
+    """What a run computes in, and whether the hardware does bf16 itself (emulated bf16 is slower than fp32)."""
+    if not generator.bf16:
+        return "fp32"
+    kind = "autocast" if generator.device == "cpu" else "weights"
+    return f"bf16 {kind}, {'native' if native_bf16(generator.device.split(':')[0]) else 'emulated'}"
+
+
+def bench_chunks(generator: HFGenerator, requests: list[GenerationRequest], batched: Timing) -> None:
+    """Chunked decoding against one `model.generate` call per batch: the price of losing little to a kill."""
     chunk = hf.CHUNK_TOKENS
     hf.CHUNK_TOKENS = 10**9  # the baseline: one model.generate call per batch, nothing handed back before its end
     whole = timed("hf batched, one call a batch", generator, requests)
@@ -74,12 +82,43 @@ def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int) -> 
     )
     if batched.texts != whole.texts:
         raise SystemExit("chunked decoding changed the greedy outputs")
+
+
+def bench_hf(model: str, requests: list[GenerationRequest], batch_size: int, bf16: bool) -> tuple[Timing, Timing]:
+    """Batched and one-at-a-time timings in one precision; fp32 (the default) must give the same texts both ways."""
+    generator = HFGenerator(model, batch_size=batch_size, bf16=bf16)
+    generator.generate(requests[:1])  # load and warm up outside the clock
+    precision = precision_name(generator)
+    print(f"{model}  (precision: {precision}, {len(requests)} prompts)", flush=True)
+    batched = timed(f"hf batched (batch {batch_size})", generator, requests)
+    print(line(batched), flush=True)
+    if not bf16:
+        bench_chunks(generator, requests, batched)
     generator.batch_size = 1
     sequential = timed("hf one prompt at a time", generator, requests)
     print(line(sequential), flush=True)
     same = sum(a == b for a, b in zip(batched.texts, sequential.texts, strict=False))
     ratio = batched.tokens_per_second / sequential.tokens_per_second
-    print(f"  speed-up {ratio:.2f}x; greedy outputs identical: {same}/{len(requests)}", flush=True)
+    print(
+        f"  speed-up {ratio:.2f}x; {precision}: batched vs one at a time, identical greedy texts: "
+        f"{same}/{len(requests)}",
+        flush=True,
+    )
+    if not bf16 and same < len(requests):
+        raise SystemExit("fp32 greedy outputs depend on the batch size")
+    return batched, sequential
+
+
+def compare_precisions(fp32: tuple[Timing, Timing], bf16: tuple[Timing, Timing]) -> None:
+    """What the batch-invariant default costs: fp32 speed against bf16's, and how often the two agree."""
+    for mode, ours, theirs in zip(("batched", "one at a time"), fp32, bf16, strict=True):
+        print(
+            f"  {mode}: fp32 {ours.tokens_per_second:.1f} tok/s, bf16 {theirs.tokens_per_second:.1f} tok/s "
+            f"(bf16/fp32 {theirs.tokens_per_second / ours.tokens_per_second:.2f}x)",
+            flush=True,
+        )
+    same = sum(a == b for a, b in zip(fp32[0].texts, bf16[0].texts, strict=False))
+    print(f"  fp32 and bf16 batched texts identical: {same}/{len(fp32[0].texts)}", flush=True)
 
 
 def bench_openai(spec: str, requests: list[GenerationRequest], concurrency: int) -> None:
@@ -125,6 +164,13 @@ def main() -> None:
     )
     parser.add_argument("--xllamacpp", action="store_true", help="also time llama.cpp's server on each model's GGUF")
     parser.add_argument("--no-hf", action="store_true", help="skip the hf comparison (time only the servers)")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        default=["fp32", "bf16"],
+        help="hf precisions to time: fp32 (the default) and bf16 (the opt-in)",
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
         "--threads",
@@ -143,12 +189,14 @@ def main() -> None:
     ]
     print(
         f"greedy, {args.max_new_tokens} new tokens, {len(requests)} AlpacaEval instructions, "
-        f"{torch.get_num_threads()} torch threads\n",
+        f"{torch.get_num_threads()} torch threads, native bf16 on this CPU: {'yes' if native_bf16('cpu') else 'no'}\n",
         flush=True,
     )
     for model in args.models:
         if not args.no_hf:
-            bench_hf(model, requests, args.batch_size)
+            runs = {p: bench_hf(model, requests, args.batch_size, p == "bf16") for p in args.precisions}
+            if len(runs) == 2:
+                compare_precisions(runs["fp32"], runs["bf16"])
         if args.xllamacpp:
             server, spec = start_xllamacpp(model, args.concurrency)
             bench_openai(spec, requests, args.concurrency)

@@ -32,6 +32,17 @@ PROMPTS = [
     "The quick brown fox jumps over the lazy dog and then runs far away",
 ]
 
+CHAT_PROMPTS = [
+    "Give three tips for staying healthy.",
+    "What is the capital of France?",
+    "Write a haiku about autumn leaves.",
+    "Explain photosynthesis to a ten-year-old.",
+    "How do I reverse a list in Python?",
+    "Why is the sky blue?",
+    "Translate 'good morning' into Spanish.",
+    "What are the benefits of reading books every day, and how can someone build the habit?",
+]
+
 
 def _requests(params: DecodingParams) -> list[GenerationRequest]:
     raw = [GenerationRequest(prompt=p, params=params) for p in PROMPTS]
@@ -131,14 +142,89 @@ def test_stop_strings_cut_at_the_earliest():
 # -- hf backend ------------------------------------------------------------------------------------
 
 
-def test_batched_greedy_equals_sequential(tiny, tiny_model_dir):
+def _by_batch_size(model: str, requests: list[GenerationRequest]) -> dict[int, list[GenerationResult]]:
+    """Results of the generator every evaluation gets by default (no precision named) at batch sizes 1, 3 and 32."""
+    return {size: from_spec(model, batch_size=size).generate(requests) for size in (1, 3, 32)}
+
+
+def test_default_greedy_texts_do_not_depend_on_the_batch_size(tiny_model_dir):
     requests = _requests(DecodingParams(max_new_tokens=20))
-    batched = tiny.generate(requests)
-    sequential = HFGenerator(str(tiny_model_dir), batch_size=1, bf16=False).generate(requests)
-    assert [r.text for r in batched] == [r.text for r in sequential]
-    assert [r.completion_tokens for r in batched] == [r.completion_tokens for r in sequential]
-    assert all(r.finish_reason == "length" and r.completion_tokens == 20 for r in batched)
-    assert len({r.text for r in batched}) > 1  # results come back in request order, not batch order
+    results = _by_batch_size(str(tiny_model_dir), requests)
+    one_at_a_time = [(r.text, r.completion_tokens) for r in results[1]]
+    assert [(r.text, r.completion_tokens) for r in results[3]] == one_at_a_time
+    assert [(r.text, r.completion_tokens) for r in results[32]] == one_at_a_time
+    assert all(r.finish_reason == "length" and r.completion_tokens == 20 for r in results[32])
+    assert len({r.text for r in results[32]}) > 1  # results come back in request order, not batch order
+
+
+@pytest.mark.slow
+def test_smollm2_default_greedy_texts_do_not_depend_on_the_batch_size():
+    """Eight chat instructions, 48 new tokens: a real model's near-ties are where a batch-dependent rounding shows."""
+    from rtune.models import prepare_model
+
+    params = DecodingParams(max_new_tokens=48)
+    requests = [GenerationRequest(messages=({"role": "user", "content": p},), params=params) for p in CHAT_PROMPTS]
+    texts = {
+        size: [r.text for r in results]
+        for size, results in _by_batch_size(prepare_model("smollm2-135m-instruct"), requests).items()
+    }
+    assert texts[3] == texts[1] and texts[32] == texts[1]
+    assert len(set(texts[1])) == len(requests) and all(texts[1])
+
+
+def _native_bf16() -> bool:
+    import torch
+
+    from rtune.models import native_bf16
+
+    return native_bf16("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _watch_logit_dtypes(monkeypatch) -> set:
+    """The dtypes of the logits every model loaded from now on computes (its LM head's output)."""
+    import rtune.models
+
+    seen: set = set()
+    load = rtune.models.load_model
+
+    def load_and_watch(*args, **kwargs):
+        model, tokenizer = load(*args, **kwargs)
+        model.get_output_embeddings().register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+        return model, tokenizer
+
+    monkeypatch.setattr(rtune.models, "load_model", load_and_watch)
+    return seen
+
+
+def _outputs(model_dir, folder, **settings) -> list[dict]:
+    """`rtune generate`'s rows for PROMPTS, written to `folder` (its own cache)."""
+    from rtune.generation.outputs import GenerateSettings, generate_outputs
+
+    source = folder / "prompts.json"
+    folder.mkdir()
+    source.write_text(json.dumps([{"instruction": p} for p in PROMPTS]))
+    out = folder / "outputs.json"
+    generate_outputs(GenerateSettings(model=str(model_dir), input=str(source), out=out, max_new_tokens=20, **settings))
+    return json.loads(out.read_text())
+
+
+@pytest.mark.skipif(
+    not _native_bf16(),
+    reason="no native bf16 here (a CPU without avx512_bf16 or amx_bf16, no CUDA bf16): "
+    "only there could a default pick bf16, so only there is the fp32 default worth proving",
+)
+def test_where_bf16_is_native_the_default_still_runs_fp32_and_bf16_runs_only_on_request(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    import torch
+
+    dtypes = _watch_logit_dtypes(monkeypatch)
+    rows = {size: _outputs(tiny_model_dir, tmp_path / f"fp32-{size}", batch_size=size) for size in (1, 3, 32)}
+    assert dtypes == {torch.float32}
+    assert [r["output"] for r in rows[3]] == [r["output"] for r in rows[1]] == [r["output"] for r in rows[32]]
+    dtypes.clear()
+    opted_in = _outputs(tiny_model_dir, tmp_path / "bf16", precision="bf16")
+    assert dtypes == {torch.bfloat16} and {row["precision"] for row in opted_in} == {"bf16"}
 
 
 def test_stop_strings_end_the_row_and_are_cut(tiny):

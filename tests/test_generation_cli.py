@@ -49,10 +49,12 @@ def test_record_file_on_the_tiny_model_then_everything_from_cache(monkeypatch, c
     rows = json.loads(out.read_text())
     assert [row["instruction"] for row in rows] == [f"Say something about number {i}." for i in range(5)]
     assert all(
-        set(row) == {"instruction", "output", "generator", "dataset", "id", "finish_reason", "output_tokens"}
+        set(row)
+        == {"instruction", "output", "generator", "dataset", "id", "finish_reason", "output_tokens", "precision"}
         for row in rows
     )
     assert all(row["finish_reason"] == "length" and row["output_tokens"] == 6 for row in rows)
+    assert all(row["precision"] == "fp32" for row in rows)  # the default, batch-invariant
     assert rows[0]["generator"] == tiny_model_dir.name and rows[0]["dataset"] == "records" and rows[0]["id"] == "r0"
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "0 generated, 5 from cache" in err
@@ -174,8 +176,20 @@ def _cached_rows(path) -> int:
         return 0
 
 
+def _kill_once_cached(command: list[str], cache, rows: int) -> int:
+    """Start `command`, SIGKILL it (no cleanup at all) once its cache holds `rows` answers; the answers kept."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _cached_rows(cache) < rows and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, f"the run ended (exit {process.returncode}) before the kill"
+    return _cached_rows(cache)
+
+
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
-    """SIGKILL mid-run (no cleanup at all), then rerun: only the unfinished items are requested again."""
+    """SIGKILL mid-run, then rerun: only the unfinished items are requested again."""
     source = _jsonl(tmp_path / "in.jsonl", [{"instruction": f"item {i}"} for i in range(30)])
     out = tmp_path / "out.json"
     cache = tmp_path / "generation_cache.sqlite"
@@ -194,13 +208,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
             "--concurrency",
             "1",
         ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while _cached_rows(cache) < 5 and time.time() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        finished = _cached_rows(cache)
+        finished = _kill_once_cached(command, cache, 5)
         assert 5 <= finished < 30 and not out.exists()
         served = len(server.requests)
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -209,6 +217,58 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
         asked_again = [r.text for r in server.requests[served:]]
     assert len(asked_again) == 30 - finished and len(set(asked_again)) == len(asked_again)
     assert [row["output"] for row in json.loads(out.read_text())] == [f"echo: item {i}" for i in range(30)]
+
+
+def test_a_local_model_killed_mid_run_resumes_to_the_uninterrupted_outputs(tmp_path, tiny_model_dir):
+    """SIGKILL a real `rtune generate` on the hf backend (default precision) once some answers are cached; the
+    rerun batches the rest differently (another batch size too), yet every row is the uninterrupted run's."""
+    source = _jsonl(
+        tmp_path / "in.jsonl", [{"instruction": "Tell me more. " * (i % 5) + f"Item {i}."} for i in range(40)]
+    )
+
+    def command(folder, batch_size: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "rtune",
+            "generate",
+            "--model",
+            str(tiny_model_dir),
+            "--input",
+            source,
+            "--out",
+            str(folder / "out.json"),
+            "--max-new-tokens",
+            "48",
+            "--batch-size",
+            batch_size,
+        ]
+
+    killed = tmp_path / "killed"
+    kept = _kill_once_cached(command(killed, "3"), killed / "generation_cache.sqlite", 3)
+    assert 3 <= kept < 40 and not (killed / "out.json").exists()
+    resumed = subprocess.run(command(killed, "32"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{40 - kept} generated, {kept} from cache" in " ".join(resumed.stderr.split())
+    whole = subprocess.run(command(tmp_path / "whole", "32"), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads((killed / "out.json").read_text()) == json.loads((tmp_path / "whole" / "out.json").read_text())
+
+
+def test_bf16_is_an_opt_in_that_warns_in_one_line_and_is_recorded(monkeypatch, capsys, tmp_path, tiny_model_dir):
+    import rtune.generation.hf as hf
+
+    monkeypatch.setattr(hf, "_WARNED", set())  # a warning given earlier in this process must not hide this one
+    source = _jsonl(tmp_path / "in.jsonl", [{"instruction": f"Say something about number {i}."} for i in range(3)])
+    out = tmp_path / "out.json"
+    args = ("generate", "--model", str(tiny_model_dir), "--input", source, "--out", str(out), "--max-new-tokens", "4")
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "warning" not in err
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--precision", "bf16")
+    assert code == 0 and "3 generated, 0 from cache" in " ".join(err.split())  # fp32 answers are not bf16 answers
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "depend on which prompts share a batch" in warnings[0]
+    assert {row["precision"] for row in json.loads(out.read_text())} == {"bf16"}
 
 
 @pytest.mark.slow

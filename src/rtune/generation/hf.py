@@ -78,11 +78,12 @@ _WARNED: set[str] = set()
 
 
 def _say_once(message: str) -> None:
+    """Once per process, however many generators a run builds, and on one line (never wrapped)."""
     if message not in _WARNED:
         _WARNED.add(message)
         from rich.console import Console
 
-        Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
 # Prompts decoded together. Each decoding step reads every weight once for the whole batch, so on a

@@ -126,6 +126,7 @@ def generate_outputs(settings: GenerateSettings, progress: Progress = SILENT) ->
     )
     results = generate_in_order(generator, requests, progress)
     label = s.name or generator_name(s.model, s.prompt)
+    precision = {"precision": s.precision} if spec.backend == "hf" else {}  # the one backend it applies to
     atomic_write_json(
         s.out,
         [
@@ -135,6 +136,7 @@ def generate_outputs(settings: GenerateSettings, progress: Progress = SILENT) ->
                 label,
                 finish_reason=result.finish_reason,
                 output_tokens=result.completion_tokens,
+                **precision,
             )
             for item, result in zip(instructions, results, strict=False)
         ],
