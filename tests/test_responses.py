@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from cli_runner import run_cli
-from rtune.evals.responses import ECHO_THRESHOLD, LABELS, classify, copies_input, echo_score, loop_share
+from rtune.evals.responses import (
+    ECHO_THRESHOLD,
+    LABELS,
+    LOOP_SHARE,
+    char_loop,
+    classify,
+    copies_input,
+    echo_score,
+    loop_share,
+)
 
 LABELLED = Path(__file__).parent / "data" / "response_labels.jsonl"
 
@@ -53,6 +62,14 @@ def test_the_echo_threshold_separates_the_labelled_echoes():
         if not copies_input(r["instruction"], r["output"])
     ]
     assert min(restated) >= ECHO_THRESHOLD > max(scores["answer"])
+
+
+def test_the_loop_share_threshold_separates_the_labelled_loops():
+    """LOOP_SHARE sits between the answers and runaways (a list that repeats an item: 0.37) and the word loops."""
+    rows = _labelled()
+    looped = [loop_share(r["output"]) for r in rows if r["label"] == "degenerate" and not char_loop(r["output"])]
+    others = [loop_share(r["output"]) for r in rows if r["label"] in ("answer", "runaway")]
+    assert min(looped) >= LOOP_SHARE > max(others)
 
 
 @pytest.mark.parametrize(

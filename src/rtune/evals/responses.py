@@ -5,10 +5,11 @@ Every output is put in exactly one class, checked in this order:
 - `empty`: nothing but whitespace.
 - `echo`: it opens by restating the instruction. Measured on word tokens (lower-cased `\\w+`): the
   longest common subsequence of the instruction and the output's opening (its first
-  `len(instruction) + ECHO_SLACK` words) divided by the instruction's length. An opening that
-  reproduces at least `ECHO_THRESHOLD` of the instruction, in order, restates it; answers that
-  reuse some of its words ("The programming language used to write the given code is C." for
-  "Identify the programming language used to write the given code") stay below. An output whose
+  `len(instruction) + ECHO_SLACK` words) divided by the instruction's length, counted only when
+  the opening's first two words include the instruction's first word. An opening that reproduces
+  at least `ECHO_THRESHOLD` of the instruction, in order, restates it ("Why was Venice built on
+  land?" for "Why was Venice built on water?"); answers that reuse its words stay below ("The
+  volume of a cube with sides of 5 cm is 125 cm³." repeats 9 of 11 words, but not "what is"). An output whose
   first line begins with the instruction's input, word for word, is an echo too (`copies_input`).
   The threshold was chosen on the hand-labelled outputs in `tests/data/response_labels.jsonl`.
 - `template_leak`: it writes a turn marker of the paper's template (`<|user|>`, `<|assistant|>`,
@@ -42,7 +43,7 @@ ECHO_THRESHOLD = 0.7
 ECHO_SLACK = 5
 ECHO_MIN_WORDS = 3
 LOOP_N = 3
-LOOP_SHARE = 0.3
+LOOP_SHARE = 0.4
 LOOP_MIN_WORDS = 24
 CHAR_RUN = 20
 _CHAR_LOOP = re.compile(rf"(\S{{1,10}}?)\1{{{CHAR_RUN - 1},}}")  # no whitespace: indentation is no loop
@@ -67,7 +68,10 @@ def echo_score(instruction: str, output: str) -> float:
     asked = words(instruction)
     if len(asked) < ECHO_MIN_WORDS:
         return 0.0
-    return _lcs(asked, words(output)[: len(asked) + ECHO_SLACK]) / len(asked)
+    opening = words(output)[: len(asked) + ECHO_SLACK]
+    if asked[0] not in opening[:2]:  # a restatement starts where the instruction does; an answer drops "what is"
+        return 0.0
+    return _lcs(asked, opening) / len(asked)
 
 
 def copies_input(instruction: str, output: str) -> bool:
