@@ -11,7 +11,8 @@ Every output is put in exactly one class, checked in this order:
   land?" for "Why was Venice built on water?"); answers that reuse its words stay below ("The
   volume of a cube with sides of 5 cm is 125 cm³." repeats 9 of 11 words, but not "what is"). An output whose
   first line begins with the instruction's input, word for word, is an echo too (`copies_input`).
-  The threshold was chosen on the hand-labelled outputs in `tests/data/response_labels.jsonl`.
+  The thresholds were chosen on the hand-labelled outputs in `tests/data/response_labels.jsonl`
+  (45 rows of base, IT and SmolLM2; 16 RT rows labelled afterwards agree 15/16, all 16 on answer or not).
 - `template_leak`: it writes a turn marker of the paper's template (`<|user|>`, `<|assistant|>`,
   `<|system|>`), i.e. it goes on to play the next turn.
 - `degenerate`: it loops: at least `LOOP_SHARE` of its word n-grams (n = `LOOP_N`) repeat an
