@@ -183,3 +183,28 @@ def test_judge_protocols_enter_the_plan_only_when_named(tiny_model_dir, tmp_path
         assert "mode" not in pairwise and pairwise["annotator"] == "alpaca_eval_2"
         assert pairwise["alpaca_eval"]["annotator"] == "weighted_alpaca_eval_gpt4_turbo"
         assert pairwise["alpaca_eval"]["alpaca_eval"] == "0.6.6"
+
+
+def test_a_record_file_under_the_data_dir_is_named_with_data_prefix(tiny_model_dir, tmp_path):
+    """The likelihood metric's records as `data:` + a path, like prompt files: read, and hashed by content."""
+    data = tmp_path / "data"
+    (data / "ae").mkdir(parents=True)
+    rows = [{"instruction": f"Question {n}?", "output": f"Answer number {n}."} for n in range(4)]
+    (data / "ae/refs.json").write_text(json.dumps(rows))
+    experiment = {
+        "name": "records",
+        "data_dir": str(data),
+        "models": {"tiny": str(tiny_model_dir)},
+        "methods": ["base"],
+        "evals": {"likelihood": {"records": "data:ae/refs.json", "distractors": 2, "max_response_tokens": 8}},
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    [stage] = [s for s in build_plan(load_experiment(path), tmp_path / "run").stages.values() if s.kind == "likelihood"]
+    first = stage.inputs["content"]
+    (data / "ae/refs.json").write_text(json.dumps(rows[:3]))
+    [stage] = [s for s in build_plan(load_experiment(path), tmp_path / "run").stages.values() if s.kind == "likelihood"]
+    assert stage.inputs["content"] != first and stage.inputs["records"] == "data:ae/refs.json"
+    outcome = run_experiment(load_experiment(path), tmp_path / "run")
+    assert outcome == {"tiny/base/likelihood": "done"}
+    assert json.loads((tmp_path / "run/stages/tiny/base/likelihood/result.json").read_text())["n_items"] == 3

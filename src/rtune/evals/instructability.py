@@ -277,8 +277,8 @@ class LikelihoodRun(LikelihoodSettings):
     )
     records: str = Field(
         "heldout",
-        description="held-out pairs: a record JSONL, a named dataset with reference answers "
-        "(alpaca_eval), or the packaged held-out set (heldout)",
+        description="held-out pairs: a file in any layout `rtune data build` reads (an AlpacaEval "
+        "outputs file too), a named dataset with reference answers, or the packaged held-out set (heldout)",
     )
     data_dir: Path | None = Field(
         None, description="local datasets for named records (default: $RTUNE_DATA_DIR, else the hub)"
@@ -296,17 +296,12 @@ def run(settings: LikelihoodRun, progress: Progress = SILENT) -> LikelihoodResul
 
     if settings.out is not None:
         check_output(settings.out, inputs=[settings.records])
-    if settings.records in registry.DATASETS and registry.get(settings.records).packaged is None:
+    if settings.records in registry.DATASETS and registry.get(settings.records).packaged is not None:
+        records = read_records(registry.local_file(settings.records, None)).records
+    else:  # a named set, or a file in any layout `rtune data build` reads (AlpacaEval outputs files too)
         records = keep_nonempty(
             build_records(settings.records, settings.data_dir).records, strict=False, where=settings.records
         ).records
-    else:
-        path = (
-            registry.local_file(settings.records, None)
-            if settings.records in registry.DATASETS
-            else Path(settings.records)
-        )
-        records = read_records(path).records
     records = records[: settings.limit]
     result = evaluate_likelihood(
         settings.model,

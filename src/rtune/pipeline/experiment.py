@@ -124,6 +124,12 @@ class Experiment(Strict):
         return self
 
     def path(self, value: str) -> Path:
+        """A path the experiment names: `data:` + a path under the data dir, else relative to the experiment."""
+        if value.startswith("data:"):
+            root = self.data_root()
+            if root is None:
+                raise RtuneError(f"'{value}' is under the data dir: set data_dir, --data-dir or RTUNE_DATA_DIR")
+            return root / value.removeprefix("data:")
         path = Path(value).expanduser()
         return path if path.is_absolute() else Path(self.base_dir or ".") / path
 
@@ -147,15 +153,7 @@ class Experiment(Strict):
         return path
 
     def prompt_file(self, value: str) -> str:
-        """A prompt file named in the experiment: `data:` + a path under the data dir, else relative to the
-        experiment."""
-        if value.startswith("data:"):
-            root = self.data_root()
-            if root is None:
-                raise RtuneError(
-                    f"prompt file '{value}' is under the data dir: set data_dir, --data-dir or RTUNE_DATA_DIR"
-                )
-            return str(root / value.removeprefix("data:"))
+        """A prompt file named in the experiment (`data:` + a path under the data dir, else relative to it)."""
         return str(self.path(value))
 
 
