@@ -240,6 +240,7 @@ def test_core_and_safety_stages_read_the_data_dir(tiny_model_dir, tmp_path, shar
     outcome = run_experiment(load_experiment(path), run_dir)
     assert outcome == {"tiny/base/core": "done", "tiny/base/safety": "done"}
     core = json.loads((run_dir / "stages/tiny/base/core/result.json").read_text())
+    assert json.loads((run_dir / "stages/tiny/base/core/stage.json").read_text())["cpu_seconds"] > 0
     assert core["results"]["arc_easy"]["n"] == 4 and (run_dir / "stages/tiny/base/core" / core["document"]).exists()
     safety = json.loads((run_dir / "stages/tiny/base/safety/result.json").read_text())
     assert safety["items"] == 6 and safety["sets"]["xstest"]["false_refusal"]["n"] > 0

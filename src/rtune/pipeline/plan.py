@@ -142,7 +142,7 @@ def run_stage(plan: Plan, key: str, env: Any, console: Console) -> None:
     stage, final, digest = plan.stages[key], plan.folder(key), plan.hashes[key]
     work = _work_folder(final, stage, digest)
     work.mkdir(parents=True, exist_ok=True)
-    started, _cpu_started = time.time(), time.process_time()
+    started, cpu_started = time.time(), time.process_time()
     result = stage.run(Context(stage, work, {d: plan.folder(d) for d in stage.deps}, env, console))
     atomic_write_json(work / RESULT_FILE, result.model_dump(mode="json"))
     atomic_write_json(
@@ -156,6 +156,7 @@ def run_stage(plan: Plan, key: str, env: Any, console: Console) -> None:
                 "deps": list(stage.deps),
                 "cell": _cell_record(stage.cell),
                 "seconds": round(time.time() - started, 1),
+                "cpu_seconds": round(time.process_time() - cpu_started, 1),  # all threads of this process
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }
         ),
