@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from rtune.errors import RtuneError
+from rtune.io import check_output
 
 STORE_FILE = "judgments.sqlite"
 Choice = Literal["left", "right", "tie", "skip"]
@@ -63,10 +64,7 @@ def _now() -> str:
 
 class Store:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.is_symlink():
-            raise RtuneError(f"{self.path}: is a symbolic link; rtune never writes through links (remove it)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = check_output(path)  # never through a link; the folder made and writable
         try:
             with self._connect() as db:
                 mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]

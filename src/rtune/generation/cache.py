@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rtune.errors import RtuneError
 from rtune.generation.base import GenerationRequest, GenerationResult, in_request_order, stream_results
-from rtune.io import stable_hash
+from rtune.io import check_output, stable_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -37,10 +37,7 @@ class GenerationCache:
     """One SQLite file; safe to share between processes (WAL) and between the stages of a run."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.is_symlink():
-            raise RtuneError(f"{self.path}: is a symbolic link; rtune never writes through links (remove it)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = check_output(path)  # never through a link; the folder made and writable
         try:
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
