@@ -109,6 +109,56 @@ def test_killed_run_resumes_to_the_same_numbers(tiny_model_dir, tmp_path, monkey
     assert "tiny/demo/rt/s0" in html and "Training loss" in html
 
 
+def test_jobs_run_stages_side_by_side_to_the_same_numbers(tiny_model_dir, tmp_path, monkeypatch):
+    """--jobs 2: base's likelihood runs while RT trains (it waits for the train stage to finish, which
+    one job at a time would never allow), the results equal a one-job run, each stage keeps its log."""
+    import time
+
+    from rtune.pipeline.kinds import likelihood
+
+    experiment = load_experiment(write_experiment(tmp_path, tiny_model_dir))
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_experiment(experiment, one)
+    real = likelihood.run
+
+    def base_waits_for_rt_training(ctx):
+        if ctx.stage.cell.method == "base":
+            deadline = time.time() + 120
+            while not (two / "stages/tiny/demo/rt/s0/train/stage.json").exists():
+                assert time.time() < deadline, "the train stage did not run beside this one"
+                time.sleep(0.05)
+        return real(ctx)
+
+    monkeypatch.setattr(likelihood, "run", base_waits_for_rt_training)
+    outcome = run_experiment(experiment, two, jobs=2)
+    assert outcome == {key: "done" for key in outcome} and len(outcome) == 4
+    assert _report_tables(two) == _report_tables(one)
+    for key in ("tiny/base/likelihood", "tiny/demo/rt/s0/likelihood"):
+        ours, theirs = (json.loads((run / "stages" / key / "result.json").read_text()) for run in (two, one))
+        assert ours["variants"] == theirs["variants"]
+    assert "step 2/2" in (two / "stages/tiny/demo/rt/s0/train/stage.log").read_text()
+
+
+def test_a_failing_job_names_its_stage_and_the_others_finish(tiny_model_dir, tmp_path, monkeypatch):
+    from rtune.pipeline.kinds import likelihood
+
+    experiment = load_experiment(write_experiment(tmp_path, tiny_model_dir))
+    real = likelihood.run
+
+    def fails_on_rt(ctx):
+        if ctx.stage.cell.method == "rt":
+            raise RtuneError("heldout4.jsonl: line 3: no completion")
+        return real(ctx)
+
+    monkeypatch.setattr(likelihood, "run", fails_on_rt)
+    with pytest.raises(RtuneError, match=r"tiny/demo/rt/s0/likelihood: heldout4.jsonl: line 3: no completion"):
+        run_experiment(experiment, tmp_path / "run", jobs=2)
+    stages = tmp_path / "run" / "stages"
+    assert (stages / "tiny/base/likelihood/stage.json").exists()
+    assert (stages / "tiny/demo/rt/s0/train/stage.json").exists()
+    assert not (stages / "tiny/demo/rt/s0/likelihood").exists()
+
+
 def test_dry_run_shows_cached_stages_and_what_an_edit_reruns(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from rtune.cli import main
 

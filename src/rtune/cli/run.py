@@ -23,6 +23,13 @@ def command(
         "--data-dir",
         help="Local datasets (default: the experiment's data_dir, else $RTUNE_DATA_DIR, else the hub).",
     ),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Stages run side by side, one process each, sharing the cores (e.g. train IT and RT at once).",
+    ),
     timeout: float | None = typer.Option(
         None,
         "--timeout",
@@ -41,4 +48,4 @@ def command(
     from rtune.pipeline.experiment import load_experiment
     from rtune.pipeline.runner import run_experiment
 
-    run_experiment(load_experiment(experiment, data_dir, timeout, max_retries), out, only or None, dry_run)
+    run_experiment(load_experiment(experiment, data_dir, timeout, max_retries), out, only or None, dry_run, jobs=jobs)

@@ -169,17 +169,27 @@ def run_stage(plan: Plan, key: str, env: Any, console: Console) -> None:
     work.rename(final)
 
 
+def announce(plan: Plan, keys: list[str], console: Console, title: str) -> tuple[list[str], dict[str, str]]:
+    """The selected stages still to run, and the outcome so far (the cached ones); prints the count."""
+    todo = [key for key in keys if plan.status(key) != "cached"]
+    console.print(f"[bold]{title}[/bold]: {len(keys)} stages, {len(keys) - len(todo)} cached, {len(todo)} to run")
+    return todo, {key: "cached" for key in keys if key not in todo}
+
+
+def blocked(plan: Plan, key: str, console: Console) -> bool:
+    """Whether a stage must wait for upstream stages outside the selection (says which)."""
+    missing = [d for d in plan.stages[key].deps if plan.status(d) != "cached"]
+    if missing:
+        console.print(f"[yellow]skip[/yellow] {key}: waiting for {', '.join(missing)} (run those cells first)")
+    return bool(missing)
+
+
 def execute(plan: Plan, keys: list[str], env: Any, console: Console, title: str = "") -> dict[str, str]:
     """Run every selected stage that is not cached; returns each stage's outcome (cached, done, waiting)."""
-    outcome: dict[str, str] = {}
-    todo = [key for key in keys if plan.status(key) != "cached"]
-    outcome.update({key: "cached" for key in keys if key not in todo})
-    console.print(f"[bold]{title}[/bold]: {len(keys)} stages, {len(keys) - len(todo)} cached, {len(todo)} to run")
+    todo, outcome = announce(plan, keys, console, title)
     for number, key in enumerate(todo, start=1):
-        missing = [d for d in plan.stages[key].deps if plan.status(d) != "cached"]
-        if missing:
+        if blocked(plan, key, console):
             outcome[key] = "waiting"
-            console.print(f"[yellow]skip[/yellow] {key}: waiting for {', '.join(missing)} (run those cells first)")
             continue
         console.rule(f"[{number}/{len(todo)}] {key}")
         started = time.time()

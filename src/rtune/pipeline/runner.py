@@ -10,6 +10,7 @@ from rich.table import Table
 from rtune.io import atomic_write_json, check_output
 from rtune.pipeline.builder import build_plan
 from rtune.pipeline.experiment import Experiment
+from rtune.pipeline.parallel import execute_parallel
 from rtune.pipeline.plan import describe, execute, select
 from rtune.redact import redacted
 
@@ -24,8 +25,11 @@ def run_experiment(
     only: list[str] | None = None,
     dry_run: bool = False,
     console: Console | None = None,
+    jobs: int = 1,
 ) -> dict[str, str]:
-    """Plan, then either print the plan (`dry_run`) or run it and write the report; returns each stage's outcome."""
+    """Plan, then either print the plan (`dry_run`) or run it and write the report; returns each stage's outcome.
+
+    `jobs` > 1 runs independent stages side by side, one process each (see `rtune.pipeline.parallel`)."""
     console = console or Console(stderr=True)
     run_dir = Path(run_dir) if run_dir else default_run_dir(experiment)
     if not dry_run:
@@ -45,7 +49,10 @@ def run_experiment(
     atomic_write_json(
         run_dir / "experiment.json", redacted({**experiment.model_dump(mode="json"), "stages": list(plan.stages)})
     )
-    outcome = execute(plan, keys, experiment, console, experiment.name)
+    if jobs > 1:
+        outcome = execute_parallel(plan, keys, experiment, console, experiment.name, jobs)
+    else:
+        outcome = execute(plan, keys, experiment, console, experiment.name)
     if not only:
         from rtune.report.document import write_report
 
