@@ -18,7 +18,6 @@ def test_demo_without_data_uses_only_packaged_data():
         "gemma/base",
         "gemma/demo/it/s0",
         "gemma/demo/rt/s0",
-        "gemma/urial",
     ]
     assert experiment.datasets["demo"].source == "demo" and experiment.data_dir is None
     assert set(experiment.evals) == {"responses", "likelihood"}
@@ -50,7 +49,7 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
         assert result["n_items"] == 6 and 0 <= result["accuracy"] <= 1
         labels = json.loads((out / "stages" / cell / "responses" / "result.json").read_text())
         assert labels["n"] == 2 and 0 <= labels["answer_rate"]["value"] <= 1
-    outputs = json.loads((out / "stages" / "gemma/urial/generate-heldout/outputs.json").read_text())
+    outputs = json.loads((out / "stages" / "gemma/demo/rt/s0/generate-heldout/outputs.json").read_text())
     assert len(outputs) == 2 and all(
         isinstance(row["output"], str) and row["finish_reason"] in ("stop", "length") for row in outputs
     )

@@ -1,4 +1,4 @@
-"""`rtune demo`: base vs IT vs RT vs URIAL on gemma-3-270m, on a CPU, offline, with a report at the end."""
+"""`rtune demo`: base vs IT vs RT on gemma-3-270m, on a CPU, offline, with a report at the end."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def command(
         None,
         "--data-dir",
         help=(
-            "Local datasets: train on 64 LIMA examples, add XSTest and ARC-Easy slices "
+            "Local datasets: adds XSTest refusals and an ARC-Easy slice to the packaged data "
             "(default: $RTUNE_DATA_DIR; without either, only packaged data)."
         ),
     ),
@@ -24,7 +24,8 @@ def command(
         None, "--out", help="Run directory (default: runs/demo or runs/demo-quick). Rerun to resume."
     ),
 ) -> None:
-    """Train RT and IT on a small set, generate, score with the judge-free likelihood metric, and write a report."""
+    """Train RT and IT on the packaged pairs, answer held-out instructions, score the response rate and the
+    likelihood metric (both judge-free), and write a report."""
     from rich.console import Console
 
     from rtune.pipeline.demo import run_demo

@@ -1,8 +1,10 @@
 """`rtune demo`: the study in miniature on the embedded gemma-3-270m, on a laptop CPU, offline.
 
-The demo is an ordinary experiment: `demo_experiment` writes the grid (base, IT, RT and URIAL on
-gemma-3-270m, trained on the packaged demo pairs) and the runner of `rtune run` executes it, so
-caching and resume are the same: rerun the command after an interruption and it continues. Its
+The demo is an ordinary experiment: `demo_experiment` writes the grid (base, IT and RT on
+gemma-3-270m, trained on the packaged demo pairs) and the runner of `rtune run` executes it, two
+stages at a time on two or more cores (IT and RT train side by side), so caching and resume are the
+same: rerun the command after an interruption and it continues. URIAL is left to the study: its
+long prompts would double the demo's time. Its
 headline is the judge-free response rate on the packaged held-out instructions (does the model
 answer, and stop?), next to the likelihood metric. With a data dir it adds a keyword refusal check
 on XSTest and an ARC-Easy slice. The sizes follow the CPU study (docs/results/cpu-gemma270m.md).
@@ -13,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from rtune.pipeline.experiment import Experiment
+from rtune.pipeline.parallel import threads_per_job
 from rtune.report.document import collect
-from rtune.report.figures import ci_text
 
 MODEL = "gemma-3-270m"
 RECIPE = "lora_cpu.yaml"
@@ -39,15 +42,15 @@ class DemoSize:
     safety_limit: int
 
 
-FULL = DemoSize(
+FULL = DemoSize(  # about 13 minutes on 2 cores: one epoch, small batches (more steps for the same tokens)
     train_examples=None,
-    epochs=2,
-    batch_size=8,
-    learning_rate=5e-4,
+    epochs=1,
+    batch_size=4,
+    learning_rate=1e-3,
     max_length=256,
-    max_new_tokens=160,
+    max_new_tokens=128,  # every demo answer is under 100 tokens
     likelihood_items=None,
-    distractors=7,
+    distractors=3,
     response_tokens=32,
     core_limit=40,
     safety_limit=16,
@@ -87,7 +90,7 @@ def demo_experiment(quick: bool = False, data_dir: Path | None = None, model: st
             "data_dir": str(data_dir) if data_dir else None,
             "models": {"gemma": model},
             "datasets": {"demo": {"source": "demo", "max_examples": size.train_examples}},
-            "methods": ["base", "it", "rt", "urial"],
+            "methods": ["base", "it", "rt"],
             "training": {
                 "config": RECIPE,
                 "overrides": {
@@ -107,25 +110,35 @@ def demo_experiment(quick: bool = False, data_dir: Path | None = None, model: st
 def result_tables(run_dir: Path) -> list[Table]:
     """The response rate (the headline) and the likelihood metric, per cell."""
     responses = Table(
-        "cell",
-        "answer rate",
-        "echo",
-        "leak",
-        "loop",
-        "runaway",
-        "empty",
-        "length",
-        title="Response rate: answers that answer the instruction and stop (judge-free)",
+        Column("cell", no_wrap=True),
+        Column("answer [95% CI]", no_wrap=True),
+        *[
+            Column(name, no_wrap=True, justify="right")
+            for name in ("echo", "leak", "loop", "runaway", "empty", "length")
+        ],
+        title="Response rate (% of outputs): answers that answer the instruction and stop (judge-free)",
+        box=box.SIMPLE,
+        collapse_padding=True,
+        pad_edge=False,
     )
-    likelihood = Table("cell", "accuracy", "margin", "chance", title="Judge-free likelihood metric")
+    likelihood = Table(
+        Column("cell", no_wrap=True),
+        Column("accuracy [95% CI]", no_wrap=True),
+        "margin",
+        "chance",
+        title="Judge-free likelihood metric (%)",
+        box=box.SIMPLE,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for stage in collect(run_dir):
         r = stage.result
         if stage.kind == "responses" and r is not None:
             responses.add_row(
                 stage.cell,
-                ci_text(r.answer_rate.value, r.answer_rate.ci_low, r.answer_rate.ci_high),
+                _percent(r.answer_rate),
                 *[
-                    f"{r.rates[label].value:.2f}"
+                    f"{100 * r.rates[label].value:.0f}"
                     for label in ("echo", "template_leak", "degenerate", "runaway", "empty")
                 ],
                 f"{r.mean_answer_length:.0f}" if r.mean_answer_length is not None else "–",
@@ -134,11 +147,16 @@ def result_tables(run_dir: Path) -> list[Table]:
             head = r.variants[r.headline]
             likelihood.add_row(
                 stage.cell,
-                ci_text(head.accuracy.value, head.accuracy.ci_low, head.accuracy.ci_high),
+                _percent(head.accuracy),
                 f"{head.margin.value:+.2f}",
-                f"{r.chance_accuracy:.3f}",
+                f"{100 * r.chance_accuracy:.1f}",
             )
     return [responses, likelihood]
+
+
+def _percent(estimate) -> str:
+    """An estimate with its interval in whole percent: the tables fit an 80-column terminal."""
+    return f"{100 * estimate.value:.1f} [{100 * estimate.ci_low:.0f}, {100 * estimate.ci_high:.0f}]"
 
 
 def run_demo(
@@ -151,7 +169,7 @@ def run_demo(
     console = console or Console(stderr=True)
     experiment = demo_experiment(quick, resolve_data_dir(data_dir))
     run_dir = Path(out) if out else Path("runs") / experiment.name
-    run_experiment(experiment, run_dir, console=console)
+    run_experiment(experiment, run_dir, console=console, jobs=2 if threads_per_job(1) >= 2 else 1)
     for table in result_tables(run_dir):
         console.print(table)
     return run_dir
