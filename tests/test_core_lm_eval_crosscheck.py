@@ -16,6 +16,7 @@ The paper's protocol is checked where today's lm-eval can still express it: plai
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -31,6 +32,10 @@ pytest.importorskip("lm_eval")
 
 MC = ("arc_easy", "arc_challenge", "openbookqa", "piqa", "hellaswag")
 ITEMS, MMLU_PER_SUBJECT, GSM8K_ITEMS = 100, 2, 20
+# gemma through lm-eval costs minutes per 100 items on a CPU (full-vocabulary log-softmax at every position of
+# every choice): CI checks 40 items a task and one MMLU question a subject; RTUNE_CROSSCHECK_FULL=1 runs 100 and 2.
+FULL = os.environ.get("RTUNE_CROSSCHECK_FULL") == "1"
+GEMMA_ITEMS, GEMMA_MMLU_PER_SUBJECT = (ITEMS, MMLU_PER_SUBJECT) if FULL else (40, 1)
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +58,10 @@ def tiny(tiny_model_dir, tmp_path_factory) -> str:
     return str(folder)
 
 
-def samples(model: str, data, out, engine: str, **options) -> list[dict]:
-    """Per-item samples of `rtune eval core` over the MC tasks (ITEMS each) and MMLU (MMLU_PER_SUBJECT a subject)."""
+def samples(model: str, data, out, engine: str, items=ITEMS, per_subject=MMLU_PER_SUBJECT, **options) -> list[dict]:
+    """Per-item samples of `rtune eval core` over the MC tasks (`items` each) and MMLU (`per_subject` a subject)."""
     rows = []
-    for tasks, limit in ((MC, ITEMS), (("mmlu",), MMLU_PER_SUBJECT)):
+    for tasks, limit in ((MC, items), (("mmlu",), per_subject)):
         path = out / f"{engine}-{tasks[0]}.json"
         run(
             CoreEvalSettings(
@@ -90,11 +95,11 @@ def lm_eval_paper_plain(model: str, data, folder) -> list[dict]:
     return rows
 
 
-def check(ours: list[dict], theirs: list[dict]) -> None:
+def check(ours: list[dict], theirs: list[dict], items=ITEMS, per_subject=MMLU_PER_SUBJECT) -> None:
     """Every item of every task agrees (prompt, acc and acc_norm, prediction, log-likelihoods)."""
     found = agreement(ours, theirs)
     print({task: (a.items, a.max_abs_delta) for task, a in found.items()})  # for the record (pytest -s)
-    assert {task: a.items for task, a in found.items()} == {**dict.fromkeys(MC, ITEMS), "mmlu": 57 * MMLU_PER_SUBJECT}
+    assert {task: a.items for task, a in found.items()} == {**dict.fromkeys(MC, items), "mmlu": 57 * per_subject}
     for task, a in found.items():
         assert a.items == a.same_prompt == a.same_scores == a.same_prediction == a.within, (task, a)
 
@@ -152,8 +157,9 @@ def test_gemma_scores_as_lm_eval_does(shared_data, tmp_path):
     from rtune.models import load_tokenizer, prepare_model
 
     model = prepare_model("gemma-3-270m")
-    ours = samples(model, shared_data, tmp_path, "builtin", protocol="paper")
-    check(ours, samples(model, shared_data, tmp_path, "lm-eval"))
+    size = {"items": GEMMA_ITEMS, "per_subject": GEMMA_MMLU_PER_SUBJECT}
+    ours = samples(model, shared_data, tmp_path, "builtin", protocol="paper", **size)
+    check(ours, samples(model, shared_data, tmp_path, "lm-eval", **size), **size)
     tokenizer = load_tokenizer(model)
     requests = [ScoreRequest(s["context"], tuple(s["continuations"])) for s in ours]
     assert encode_requests(tokenizer, requests, add_special_tokens=True) == encode_requests(tokenizer, requests)
