@@ -33,9 +33,10 @@ pytest.importorskip("lm_eval")
 MC = ("arc_easy", "arc_challenge", "openbookqa", "piqa", "hellaswag")
 ITEMS, MMLU_PER_SUBJECT, GSM8K_ITEMS = 100, 2, 20
 # gemma through lm-eval costs minutes per 100 items on a CPU (full-vocabulary log-softmax at every position of
-# every choice): CI checks 40 items a task and one MMLU question a subject; RTUNE_CROSSCHECK_FULL=1 runs 100 and 2.
+# every choice; 8-shot GSM8K answers of up to 256 tokens): CI checks 40 items a task, one MMLU question a
+# subject and 5 GSM8K problems (the tiny model covers 100, 2 and 20); RTUNE_CROSSCHECK_FULL=1 runs those on gemma.
 FULL = os.environ.get("RTUNE_CROSSCHECK_FULL") == "1"
-GEMMA_ITEMS, GEMMA_MMLU_PER_SUBJECT = (ITEMS, MMLU_PER_SUBJECT) if FULL else (40, 1)
+GEMMA_ITEMS, GEMMA_MMLU_PER_SUBJECT, GEMMA_GSM8K_ITEMS = (ITEMS, MMLU_PER_SUBJECT, GSM8K_ITEMS) if FULL else (40, 1, 5)
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +119,7 @@ def test_tiny_model_under_the_paper_protocol_scores_as_lm_eval_without_bos(tiny,
     check(ours, lm_eval_paper_plain(tiny, shared_data, tmp_path / "tasks"))
 
 
-def gsm8k_agreement(model: str, data, out, **options) -> int:
+def gsm8k_agreement(model: str, data, out, items=GSM8K_ITEMS, **options) -> int:
     """GSM8K through both engines: the same reply, strict and flexible answer per problem; problems compared."""
     runs = {}
     for engine in ("builtin", "lm-eval"):
@@ -128,7 +129,7 @@ def gsm8k_agreement(model: str, data, out, **options) -> int:
                 model=model,
                 out=path,
                 tasks=("gsm8k",),
-                limit=GSM8K_ITEMS,
+                limit=items,
                 data_dir=data,
                 engine=engine,
                 protocol="lm-eval",
@@ -169,4 +170,5 @@ def test_gemma_scores_as_lm_eval_does(shared_data, tmp_path):
 def test_gemma_gsm8k_answers_as_lm_eval(shared_data, tmp_path):
     from rtune.models import prepare_model
 
-    assert gsm8k_agreement(prepare_model("gemma-3-270m"), shared_data, tmp_path) == GSM8K_ITEMS
+    model = prepare_model("gemma-3-270m")
+    assert gsm8k_agreement(model, shared_data, tmp_path, items=GEMMA_GSM8K_ITEMS) == GEMMA_GSM8K_ITEMS
