@@ -19,7 +19,7 @@ from multiprocessing.connection import wait
 from rich.console import Console
 
 from rtune.errors import RtuneError
-from rtune.pipeline.plan import Plan, announce, blocked, run_stage
+from rtune.pipeline.plan import Plan, announce, blocked, run_stage, said_done
 
 LOG_FILE = "stage.log"
 
@@ -101,7 +101,7 @@ def execute_parallel(plan: Plan, keys: list[str], env, console: Console, title: 
                 raise KeyboardInterrupt
             if message is None:
                 outcome[key] = "done"
-                console.print(f"[green]done[/green] {key} in {time.time() - started:.0f}s → {plan.folder(key)}")
+                said_done(plan, key, started, console)
             else:
                 failures.append(f"{key}: {message}")
                 console.print(f"[red]failed[/red] {key}")

@@ -184,6 +184,10 @@ def blocked(plan: Plan, key: str, console: Console) -> bool:
     return bool(missing)
 
 
+def said_done(plan: Plan, key: str, started: float, console: Console) -> None:
+    console.print(f"[green]done[/green] {key} in {time.time() - started:.0f}s → {plan.folder(key)}")
+
+
 def execute(plan: Plan, keys: list[str], env: Any, console: Console, title: str = "") -> dict[str, str]:
     """Run every selected stage that is not cached; returns each stage's outcome (cached, done, waiting)."""
     todo, outcome = announce(plan, keys, console, title)
@@ -196,5 +200,5 @@ def execute(plan: Plan, keys: list[str], env: Any, console: Console, title: str 
         run_stage(plan, key, env, console)
         gc.collect()  # the stage's model goes before the next one loads
         outcome[key] = "done"
-        console.print(f"[green]done[/green] {key} in {time.time() - started:.0f}s → {plan.folder(key)}")
+        said_done(plan, key, started, console)
     return outcome
