@@ -171,3 +171,9 @@ def test_lm_eval_itself_runs_todays_protocol_only(tmp_path):
         CoreEvalSettings(model="m", out=tmp_path / "o.json", engine="lm-eval", protocol="paper")
     assert CoreEvalSettings(model="m", out=tmp_path / "o.json", engine="lm-eval").protocol == "lm-eval"
     assert CoreEvalSettings(model="m", out=tmp_path / "o.json").protocol == "paper"
+
+
+def test_float64_is_for_the_log_likelihood_tasks(tmp_path):
+    with pytest.raises(RtuneError, match="float64 is for the log-likelihood tasks; GSM8K generates in float32"):
+        CoreEvalSettings(model="m", out=tmp_path / "o.json", tasks="piqa,gsm8k", dtype="float64")
+    assert CoreEvalSettings(model="m", out=tmp_path / "o.json", tasks="piqa,mmlu", dtype="float64").dtype == "float64"

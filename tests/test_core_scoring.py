@@ -105,6 +105,21 @@ def test_recompute_baseline_gives_the_same_numbers(tiny):
         assert [s.is_greedy for s in a] == [s.is_greedy for s in b]
 
 
+@pytest.mark.parametrize("logits_where_scored", [True, False])
+def test_float64_scores_keep_float64_precision(tiny_model_dir, logits_where_scored):
+    """In float64 the cached path, with or without the split head, equals a plain forward to 1e-9:
+    a float32 step anywhere (the log-softmax, the per-row sums) would leave differences near 1e-6."""
+    import torch
+
+    model, tokenizer = load_model(str(tiny_model_dir), dtype=torch.float64)
+    scorer = ChoiceScorer(model, tokenizer, batch_size=4)
+    if not logits_where_scored:
+        scorer.split = None
+    for enc, scores in zip(encode_requests(tokenizer, REQUESTS), scorer.score(REQUESTS), strict=True):
+        for ids, score in zip(enc.continuations, scores, strict=True):
+            assert score.logprob == pytest.approx(plain_logprobs(model, enc.context, ids)[0], abs=1e-9)
+
+
 def test_split_head_refuses_a_model_whose_logits_it_cannot_reproduce(tiny, monkeypatch):
     model, _ = tiny
     # Llama ignores it; the probe must notice

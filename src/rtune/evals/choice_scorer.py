@@ -100,6 +100,13 @@ def encode_requests(
     return encoded
 
 
+def _at_least_fp32(logits):
+    """16-bit logits in float32 for the log-softmax; float64 ones (reference checks) stay float64."""
+    import torch
+
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def _gather_scores(logits, targets, mask, rows=None, n_rows: int | None = None) -> tuple[list[float], list[bool]]:
     """Per row: sum over masked positions of log p(target), and whether every target was the argmax.
 
@@ -107,13 +114,13 @@ def _gather_scores(logits, targets, mask, rows=None, n_rows: int | None = None) 
     """
     import torch
 
-    logits = logits.float()
+    logits = _at_least_fp32(logits)
     token_logprob = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)) * mask
     missed = ((logits.argmax(dim=-1) != targets) & mask).float()
     if rows is None:
         return token_logprob.sum(-1).tolist(), (missed.sum(-1) == 0).tolist()
-    sums = torch.zeros(n_rows, device=logits.device).index_add_(0, rows, token_logprob)
-    misses = torch.zeros(n_rows, device=logits.device).index_add_(0, rows, missed)
+    sums = torch.zeros(n_rows, device=logits.device, dtype=token_logprob.dtype).index_add_(0, rows, token_logprob)
+    misses = torch.zeros(n_rows, device=logits.device, dtype=missed.dtype).index_add_(0, rows, missed)
     return sums.tolist(), (misses == 0).tolist()
 
 
@@ -241,7 +248,7 @@ class ChoiceScorer:
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(tails), logits_to_keep=1
             )
-            last = out.logits[:, -1, :].float()
+            last = _at_least_fp32(out.logits[:, -1, :])
             first_logprob = last.log_softmax(-1)
             first_greedy = last.argmax(-1)
             tail_scores = self._score_tails(_cache_of(out), mask, tails) if tails else {}

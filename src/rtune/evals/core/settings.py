@@ -42,8 +42,10 @@ class CoreEvalSettings(BaseModel):
         "(e.g. {mmlu: 10}: the first 10 of each subject).",
     )
     batch_size: int = Field(8, ge=1, description="Contexts per forward pass (prompts per batch for GSM8K).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="float32 (exact), bfloat16 or float16."
+    dtype: Literal["float32", "bfloat16", "float16", "float64"] = Field(
+        "float32",
+        description="float32 (exact), bfloat16 or float16; float64 for reference checks (log-likelihoods that "
+        "do not depend on the CPU or the batch layout; not for GSM8K, which generates in float32).",
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1 ...")
     seed: int = 0
@@ -71,6 +73,12 @@ class CoreEvalSettings(BaseModel):
                 "--engine builtin for --protocol paper"
             )
         return data
+
+    @model_validator(mode="after")
+    def _float64_scores_only(self):
+        if self.dtype == "float64" and "gsm8k" in self.tasks:
+            raise RtuneError("--dtype float64 is for the log-likelihood tasks; GSM8K generates in float32 or bfloat16")
+        return self
 
     def limit_of(self, task: str) -> int | None:
         return self.limits.get(task, self.limit)
