@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,6 +132,21 @@ def test_resume_after_a_crash_is_bitwise_equal(straight_run, tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert [row["step"] for row in read_jsonl(out / "metrics.jsonl")] == list(range(1, 9))
     assert _losses(out) == _losses(straight)
+
+
+def test_a_moved_run_folder_reports_where_it_is_now(straight_run, tmp_path):
+    """A pipeline stage trains in `train.partial-<hash>` and renames it into place: no stale paths survive."""
+    config, out = straight_run
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    result = train(config, moved)
+    assert result.already_complete and result.steps == 8
+    assert (result.out_dir, result.merged_dir, result.adapter_dir) == (
+        str(moved),
+        str(moved / "merged"),
+        str(moved / "adapter"),
+    )
+    assert str(out) not in (moved / "train_summary.json").read_text()
 
 
 def test_rerun_is_recognised_and_other_settings_are_refused(straight_run):

@@ -172,9 +172,23 @@ def _say(message: str) -> None:
     Console(stderr=True).print(f"[cyan]rtune[/cyan] {message}", highlight=False)
 
 
+def _result(run: RunDir, summary: dict, already_complete: bool) -> TrainResult:
+    """Paths from where the run folder is now: a pipeline stage renames it into place after training."""
+    return TrainResult(
+        str(run.root),
+        str(run.merged),
+        str(run.adapter)
+        if summary.get("adapter", summary.get("adapter_dir"))
+        else None,  # adapter_dir: older summaries
+        summary["steps"],
+        summary["resumed_from_step"],
+        already_complete,
+        summary["final_loss"],
+    )
+
+
 def _finished(run: RunDir) -> TrainResult:
-    summary = read_json(run.summary)
-    return TrainResult(**{**summary, "already_complete": True})
+    return _result(run, read_json(run.summary), already_complete=True)
 
 
 def _check_run_dir(run: RunDir, identity: dict) -> dict | None:
@@ -287,20 +301,17 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
         if main and run.metrics.exists()
         else []
     )
-    result = TrainResult(
-        str(run.root),
-        str(run.merged),
-        str(run.adapter) if config.peft != "none" else None,
-        trainer.state.global_step,
-        resume[0] if resume else None,
-        False,
-        logged[-1]["loss"] if logged else None,
-    )
+    summary = {
+        "steps": trainer.state.global_step,
+        "resumed_from_step": resume[0] if resume else None,
+        "final_loss": logged[-1]["loss"] if logged else None,
+        "adapter": config.peft != "none",
+    }
     if main:
         _export(config, run, trainer, tokenizer, model_path)
-        atomic_write_json(run.summary, {k: v for k, v in asdict(result).items() if k != "already_complete"})
+        atomic_write_json(run.summary, summary)
     state.wait_for_everyone()
-    return result
+    return _result(run, summary, already_complete=False)
 
 
 def _build_trainer(config, args, run, model_path, dataset, tokenizer, precision, state, callbacks):
