@@ -180,3 +180,10 @@ def test_gemma_gsm8k_answers_as_lm_eval(shared_data, tmp_path):
 
     model = prepare_model("gemma-3-270m")
     assert gsm8k_agreement(model, shared_data, tmp_path, items=GEMMA_GSM8K_ITEMS) == GEMMA_GSM8K_ITEMS
+
+
+def test_lm_eval_engine_picks_the_device_as_the_builtin_one_does(tiny, shared_data, tmp_path):
+    """No --device: the GPU when there is one, else the CPU (lm-eval alone would ask for cuda)."""
+    out = tmp_path / "auto.json"
+    run(CoreEvalSettings(model=tiny, out=out, tasks=("arc_easy",), limit=3, data_dir=shared_data, engine="lm-eval"))
+    assert len(read_jsonl(samples_path(out))) == 3

@@ -197,6 +197,15 @@ def prepare_model(spec: str) -> str:
     )
 
 
+def resolve_device(setting: str | None = "auto") -> str:
+    """`auto` (or nothing) as the GPU when there is one, else the CPU; an explicit device as given."""
+    import torch
+
+    if setting in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
 def native_bf16(device_type: str) -> bool:
     """True where bf16 matmuls run at least as fast as fp32 (emulated bf16 on older CPUs is several times slower)."""
     import torch

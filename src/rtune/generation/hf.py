@@ -97,13 +97,12 @@ class HFGenerator:
     """A local model (registered name, folder, GGUF, hub id) answering batches of requests."""
 
     def __init__(self, model: str, batch_size: int = DEFAULT_BATCH_SIZE, bf16: bool = False, device: str | None = None):
-        import torch
 
-        from rtune.models import model_fingerprint
+        from rtune.models import model_fingerprint, resolve_device
 
         self.spec = model
         self.batch_size = max(1, batch_size)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.bf16 = bf16
         if bf16:
             _say_once(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from rtune.errors import RtuneError
-from rtune.models import native_bf16
+from rtune.models import native_bf16, resolve_device
 from rtune.training.config import TrainConfig
 from rtune.training.dropout import speed_up_lora_dropout
 
@@ -34,10 +34,6 @@ def resolve_precision(setting: str, device_type: str) -> Precision:
     return Precision(
         False, f"auto: {device_type} has no native bf16 (no AMX/AVX512-BF16 or GPU support), so fp32 is faster"
     )
-
-
-def device_type() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,7 @@ def load_for_training(model_path: str, config: TrainConfig, precision: Precision
             bnb_4bit_compute_dtype=precision.base_dtype,
             bnb_4bit_quant_storage=precision.base_dtype,
         )
-        kwargs["device_map"] = device_map or {"": device_type()}  # bitsandbytes quantizes as the weights are placed
+        kwargs["device_map"] = device_map or {"": resolve_device()}  # bitsandbytes quantizes as the weights are placed
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except (OSError, ValueError, ImportError) as exc:

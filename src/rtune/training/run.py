@@ -228,13 +228,12 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
 
     from accelerate import PartialState
 
-    from rtune.models import load_tokenizer, model_fingerprint, prepare_model
+    from rtune.models import load_tokenizer, model_fingerprint, prepare_model, resolve_device
     from rtune.training.data import build_dataset, load_training_records
     from rtune.training.model import (
         available_memory,
         check_memory,
         count_params,
-        device_type,
         estimate_memory,
         resolve_precision,
     )
@@ -242,7 +241,7 @@ def train(config: TrainConfig, out_dir: str | Path, callbacks: tuple = ()) -> Tr
     config = _required(config)
     run = RunDir(check_output(out_dir, inputs=[config.data], directory=True))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = device_type()
+    device = resolve_device()
     precision = resolve_precision(config.precision, device)
     args = training_arguments(config, run, precision.bf16, device == "cpu", world_size)  # sets up the process group
     state = PartialState()

@@ -130,13 +130,12 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
     from rtune.data.registry import resolve_data_dir
     from rtune.evals.core.prompts import prompt_style
     from rtune.evals.core.session import parts_dir
-    from rtune.models import load_tokenizer, prepare_model
+    from rtune.models import load_tokenizer, prepare_model, resolve_device
 
     if settings.limits:
         raise RtuneError("--engine lm-eval takes one limit for every task, not per-task limits")
     path = prepare_model(settings.model)
     chat = prompt_style(load_tokenizer(path), settings.chat_template).chat
-    device = None if settings.device == "auto" else settings.device
     data_dir = resolve_data_dir(settings.data_dir)
     if data_dir is None:
         tasks, manager = [LM_EVAL_NAMES[t] for t in settings.tasks], None
@@ -151,7 +150,7 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
         task_manager=manager,
         num_fewshot=settings.num_fewshot,
         batch_size=settings.batch_size,
-        device=device,
+        device=resolve_device(settings.device),  # lm-eval's own default is cuda, even on a CPU-only machine
         limit=settings.limit,
         apply_chat_template=chat,
         fewshot_as_multiturn=chat,

@@ -38,7 +38,7 @@ class Session:
     def __init__(self, settings: CoreEvalSettings, progress: Progress, generator=None):
         import torch
 
-        from rtune.models import load_tokenizer, model_fingerprint, prepare_model
+        from rtune.models import load_tokenizer, model_fingerprint, prepare_model, resolve_device
 
         self.settings, self.progress, self._generator = settings, progress, generator
         self.data_dir = resolve_data_dir(settings.data_dir)
@@ -49,7 +49,7 @@ class Session:
             self.tokenizer, settings.chat_template, settings.protocol, model_type(self.model_path) or self.model_path
         )
         self.fingerprint = model_fingerprint(self.model_path)
-        self.device = settings.device if settings.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(settings.device)
         self._scorer = None
         torch.manual_seed(settings.seed)
 
