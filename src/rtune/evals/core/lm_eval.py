@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 from pydantic import BaseModel
 
@@ -143,6 +144,7 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
         folder = parts_dir(settings.out) / "lm_eval_tasks"
         tasks = write_tasks(list(settings.tasks), data_dir, folder)
         manager = TaskManager(include_path=str(folder), include_defaults=False)
+    started = time.perf_counter()
     raw = lm_eval.simple_evaluate(
         model="hf",
         model_args=f"pretrained={path},dtype={settings.dtype}",
@@ -160,6 +162,8 @@ def run_lm_eval(settings) -> tuple[dict, list[dict]]:
         torch_random_seed=settings.seed,
     )
     document, samples = normalise_lm_eval(raw)
+    # simple_evaluate leaves the time to lm-eval's command line; ours, like the builtin engine's
+    document["total_evaluation_time_seconds"] = round(time.perf_counter() - started, 1)
     document["config"].update(
         {
             "model": settings.model,
