@@ -159,6 +159,22 @@ def test_a_failing_job_names_its_stage_and_the_others_finish(tiny_model_dir, tmp
     assert not (stages / "tiny/demo/rt/s0/likelihood").exists()
 
 
+def test_finished_stages_name_no_work_folder(tiny_model_dir, tmp_path):
+    """Stages write into `<stage>.partial-<hash>` and are renamed when done: no file may point back there."""
+    path = write_experiment(tmp_path, tiny_model_dir)
+    experiment = yaml.safe_load(path.read_text())
+    experiment["generation"] = {"max_new_tokens": 4}
+    experiment["evals"] = {"responses": {"instructions": "heldout4.jsonl", "limit": 2}}
+    path.write_text(yaml.safe_dump(experiment))
+    run_dir = tmp_path / "run"
+    outcome = run_experiment(load_experiment(path), run_dir)
+    assert outcome["tiny/demo/rt/s0/train"] == outcome["tiny/demo/rt/s0/responses"] == "done"
+    files = list((run_dir / "stages").rglob("*.json"))
+    assert len(files) > 10 and [f for f in files if ".partial-" in f.read_text()] == []
+    labels = json.loads((run_dir / "stages/tiny/demo/rt/s0/responses/labels.json").read_text())
+    assert labels["outputs"] == "outputs.json" and labels["n"] == 2
+
+
 def test_dry_run_shows_cached_stages_and_what_an_edit_reruns(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from rtune.cli import main
 

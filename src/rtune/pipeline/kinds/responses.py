@@ -45,7 +45,12 @@ def run(ctx: Context) -> ResponsesResult:
     atomic_write_json(
         ctx.work / "outputs.json", outputs
     )  # the answers this stage labelled (a shared set may be longer)
-    return classify(ResponsesSettings(outputs=ctx.work / "outputs.json", out=ctx.work / "labels.json"))
+    labels = ctx.work / "labels.json"
+    result = classify(ResponsesSettings(outputs=ctx.work / "outputs.json", out=labels))
+    # named inside the stage folder: the work folder is renamed into place once the stage is done
+    result = result.model_copy(update={"outputs": "outputs.json"})
+    atomic_write_json(labels, result.model_dump(mode="json"))
+    return result
 
 
 def section(stages: list) -> Section:
