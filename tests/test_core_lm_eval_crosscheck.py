@@ -3,7 +3,7 @@
 lm-eval runs its own task YAMLs over our ARC-Easy/Challenge, OpenBookQA, PIQA, HellaSwag, MMLU and GSM8K
 files (rewritten into the hub's field layout, `rtune.evals.core.lm_eval_tasks`); the builtin engine
 runs ours, both in float64. Per item: the same context and choices, the same acc and acc_norm, the same
-prediction, and log-likelihoods within 1e-6. (In float32 another batch layout moves a short choice after a long
+prediction, and log-likelihoods within 1e-5. (In float32 another batch layout moves a short choice after a long
 context by up to 1.3e-3 on some CPUs, which would hide a real difference of that size.) For GSM8K, in float32:
 the same replies and extracted answers.
 
@@ -31,7 +31,7 @@ pytest.importorskip("lm_eval")
 
 MC = ("arc_easy", "arc_challenge", "openbookqa", "piqa", "hellaswag")
 ITEMS, MMLU_PER_SUBJECT, GSM8K_ITEMS = 100, 2, 20
-TOLERANCE = 1e-6  # float64 on both sides: the engines' sums differ only in the order of additions
+TOLERANCE = 1e-5  # float64 on both sides: 1e-12 on most tasks, 1.4e-7 at most (gemma, OpenBookQA)
 # gemma through lm-eval costs minutes per 100 items on a CPU (full-vocabulary log-softmax at every position of
 # every choice; 8-shot GSM8K answers of up to 256 tokens): CI checks 40 items a task, one MMLU question a
 # subject and 5 GSM8K problems (the tiny model covers 100, 2 and 20); RTUNE_CROSSCHECK_FULL=1 runs those on gemma.
