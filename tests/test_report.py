@@ -271,3 +271,14 @@ def test_report_to_a_folder_writes_png_figures_and_quoted_examples(run_dir, tmp_
         "HARMFUL-SECRET" not in md and "<script>" not in md and "&lt;script&gt;" in md
     )  # answers are quoted, not rendered
     assert md.count("**Instruction ") == 4 and html_path.exists()
+
+
+def test_quoted_examples_show_the_text_as_written():
+    """Markdown shows an entity as its character: unescaping each quoted line gives the line back."""
+    from rtune.pipeline.kinds.generate import _quoted
+
+    text = "It's #1: use `x * y`, not [a](b) or __init__ & <b>.\n\n" + HOSTILE
+    quoted = _quoted(text).splitlines()
+    assert [html.unescape(line[2:]) for line in quoted] == text.splitlines()
+    bare = [re.sub(r"&(amp|lt|gt|#\d+);", "", line[2:]) for line in quoted]  # what is left is plain text
+    assert not any(re.search(r"[`*_#\[<&]", line) for line in bare)

@@ -121,17 +121,15 @@ def _clip(text: str) -> str:
     return text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS] + " …"
 
 
+MARKDOWN_ENTITIES = str.maketrans({c: f"&#{ord(c)};" for c in "`*_#["})
+
+
 def _quoted(text: str) -> str:
-    """A Markdown block quote that shows the text as written (no Markdown or HTML of its own)."""
+    """A Markdown block quote that shows the text as written (no Markdown or HTML of its own).
+
+    One pass over the characters: escaping `#` after `'` had become `&#x27;` gave `&&#35;x27;`."""
     return "\n".join(
-        "> "
-        + html.escape(line)
-        .replace("`", "&#96;")
-        .replace("*", "&#42;")
-        .replace("_", "&#95;")
-        .replace("#", "&#35;")
-        .replace("[", "&#91;")
-        or ">"
+        "> " + html.escape(line, quote=False).translate(MARKDOWN_ENTITIES) or ">"
         for line in _clip(text).splitlines() or [""]
     )
 
