@@ -175,6 +175,40 @@ def test_finished_stages_name_no_work_folder(tiny_model_dir, tmp_path):
     assert labels["outputs"] == "outputs.json" and labels["n"] == 2
 
 
+def test_dry_run_lists_the_protocols_as_they_will_run(tiny_model_dir, tmp_path, shared_data, capsys):
+    from rtune.pipeline.builder import build_plan
+    from rtune.pipeline.protocols import protocol_rows
+
+    path = write_experiment(tmp_path, tiny_model_dir)
+    experiment = yaml.safe_load(path.read_text())
+    experiment["training"]["config"] = "paper_qlora.yaml"
+    experiment["data_dir"] = str(shared_data)
+    experiment["methods"] = ["base", "rt", "urial"]
+    experiment["generation"] = {"urial_prompts": {"urial": "data:urial/response_tuning_prompts/urial1kv4-4shot.txt"}}
+    experiment["evals"] = {
+        "core": {"tasks": ["arc_easy"], "protocol": "lm-eval"},
+        "safety": {"sets": ["xstest"], "judge": "openai:j@http://127.0.0.1:9/v1"},
+        "aspects": {
+            "instructions": "heldout4.jsonl",
+            "judge": "openai:j@http://127.0.0.1:9/v1",
+            "template": "data:protocols/just_eval/multi_score.txt",
+        },
+    }
+    path.write_text(yaml.safe_dump(experiment))
+    loaded = load_experiment(path)
+    assert protocol_rows(loaded, build_plan(loaded, tmp_path / "run")) == [
+        ("train loss_normalization", "micro_batch"),  # the paper recipe's, whatever the experiment overrides
+        ("train group_by_length", "False"),
+        ("core protocol", "lm-eval"),
+        ("aspects template", "data:protocols/just_eval/multi_score.txt"),
+        ("aspects safety template", "rtune's own"),
+        ("refusal judge prompt", "rtune's own"),
+        ("urial prompt", "data:urial/response_tuning_prompts/urial1kv4-4shot.txt"),
+    ]
+    run_experiment(loaded, tmp_path / "run", dry_run=True)
+    assert "protocols (docs/fidelity.md)" in capsys.readouterr().err
+
+
 def test_dry_run_shows_cached_stages_and_what_an_edit_reruns(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from rtune.cli import main
 

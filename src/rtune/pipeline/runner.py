@@ -12,6 +12,7 @@ from rtune.pipeline.builder import build_plan
 from rtune.pipeline.experiment import Experiment
 from rtune.pipeline.parallel import execute_parallel
 from rtune.pipeline.plan import describe, execute, select
+from rtune.pipeline.protocols import protocol_rows
 from rtune.redact import redacted
 
 
@@ -44,6 +45,11 @@ def run_experiment(
                 key, f"[green]{status}[/green]" if status == "cached" else status, note, plan.hashes[key][:12]
             )
         console.print(table)
+        choices = Table("protocol", title="protocols (docs/fidelity.md)")
+        choices.add_column("choice", overflow="fold")
+        for name, value in protocol_rows(experiment, plan):
+            choices.add_row(name, value)
+        console.print(choices)
         return {key: status for key, status, _ in rows}
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
