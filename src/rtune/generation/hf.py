@@ -97,7 +97,6 @@ class HFGenerator:
     """A local model (registered name, folder, GGUF, hub id) answering batches of requests."""
 
     def __init__(self, model: str, batch_size: int = DEFAULT_BATCH_SIZE, bf16: bool = False, device: str | None = None):
-
         from rtune.models import model_fingerprint, resolve_device
 
         self.spec = model

@@ -174,12 +174,11 @@ def _say(message: str) -> None:
 
 def _result(run: RunDir, summary: dict, already_complete: bool) -> TrainResult:
     """Paths from where the run folder is now: a pipeline stage renames it into place after training."""
+    adapter = summary.get("adapter", summary.get("adapter_dir"))  # adapter_dir: summaries that held paths
     return TrainResult(
         str(run.root),
         str(run.merged),
-        str(run.adapter)
-        if summary.get("adapter", summary.get("adapter_dir"))
-        else None,  # adapter_dir: older summaries
+        str(run.adapter) if adapter else None,
         summary["steps"],
         summary["resumed_from_step"],
         already_complete,
