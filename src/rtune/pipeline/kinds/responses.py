@@ -45,11 +45,10 @@ def run(ctx: Context) -> ResponsesResult:
     atomic_write_json(
         ctx.work / "outputs.json", outputs
     )  # the answers this stage labelled (a shared set may be longer)
-    labels = ctx.work / "labels.json"
-    result = classify(ResponsesSettings(outputs=ctx.work / "outputs.json", out=labels))
+    result = classify(ResponsesSettings(outputs=ctx.work / "outputs.json"))
     # named inside the stage folder: the work folder is renamed into place once the stage is done
     result = result.model_copy(update={"outputs": "outputs.json"})
-    atomic_write_json(labels, result.model_dump(mode="json"))
+    atomic_write_json(ctx.work / "labels.json", result.model_dump(mode="json"))
     return result
 
 
