@@ -106,11 +106,12 @@ def test_refusal_judge_requests_equal_the_rt_repos_prompt_filled(shared_data, mo
         verdicts = judge.judge(cases)
         sent = [request.body for request in server.requests]
     original = path.read_text(encoding="utf-8").strip()  # the script's REFUSAL_JUDGE_PROMPT is .strip()ped
-    filled = [original.format(prompt=case.request, model_output=case.response) for case in cases]
-    # Requests go out concurrently, so the server sees them in any order.
-    assert sorted(body["messages"][0]["content"] for body in sent) == sorted(filled)
-    assert all(body["messages"] == [{"role": "user", "content": body["messages"][0]["content"]}] for body in sent)
-    # eval/*/run_eval.py: REFUSAL_JUDGE_PROMPT.format(prompt=..., model_output=...)
+    expected = [
+        [{"role": "user", "content": original.format(prompt=case.request, model_output=case.response)}]
+        for case in cases
+    ]  # eval/*/run_eval.py: REFUSAL_JUDGE_PROMPT.format(prompt=..., model_output=...)
+    # requests go out concurrently, so the server sees them in any order
+    assert sorted((body["messages"] for body in sent), key=str) == sorted(expected, key=str)
     assert all(body["temperature"] == 0 and body["max_tokens"] == 2048 for body in sent)  # the paper's settings
     assert [v.label for v in verdicts] == ["compliance", "refusal"]
     assert judge.name.startswith("llm:") and ":file:refusal_judge.txt@" in judge.name
